@@ -65,6 +65,9 @@ class ModelSpec(_Frozen):
     feature_names: tuple[str, ...] | None = None
     config: dict[str, Any] = Field(default_factory=dict, description="passed to predictors")
     python_path: str | None = None
+    predictor_batching: bool = Field(
+        default=False, description="call a predictor with lists (Cortex server_side_batching)"
+    )
 
     @field_validator("sha256")
     @classmethod

@@ -18,6 +18,7 @@ __all__ = [
     "ModelNotFound",
     "ModelNotReady",
     "NotAcceptable",
+    "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "RequestTimeout",
@@ -63,7 +64,13 @@ class PayloadTooLarge(FerryError):
     code = "payload_too_large"
 
 
-class ModelNotFound(FerryError):
+class NotFound(FerryError):
+    """No route or resource answers to this path."""
+
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     """The request names a model this server does not serve."""
 
     code = "model_not_found"
@@ -124,7 +131,7 @@ class ConfigError(FerryError):
 
 STATUS: dict[type[FerryError], int] = {
     BadRequest: 400,
-    ModelNotFound: 404,
+    NotFound: 404,
     NotAcceptable: 406,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,

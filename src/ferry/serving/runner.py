@@ -1,0 +1,278 @@
+"""The model runner: owns the model, its readiness, and every call into it.
+
+Predictions run on the runner's own thread pool, never on the event loop. Row requests go
+through an ``AdaptiveBatcher`` so concurrent requests share one model call; a batch that
+fails is retried request by request so one bad request cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ferry.config import ServerSettings
+from ferry.errors import FerryError, ModelError, ModelNotReady, RequestTimeout
+from ferry.models.base import LoadedModel, ModelSource
+from ferry.monitoring.metrics import ServerMetrics
+from ferry.serving.batching import AdaptiveBatcher
+from ferry.serving.protocols.base import ModelInfo
+from ferry.types import InputKind, PayloadRequest, Prediction, Rows, Signature
+
+__all__ = ["ModelRunner"]
+
+log = logging.getLogger("ferry.runner")
+
+_Outcome = Prediction | FerryError
+_PayloadOutcome = tuple[Any] | FerryError  # (result,) or the error
+
+
+def _rows_of(rows: Rows) -> int:
+    return len(rows)
+
+
+class ModelRunner:
+    """Loads the model, warms it up, then serves batched predictions.
+
+    ``model`` may be given already loaded (loaded before the worker processes forked).
+    """
+
+    def __init__(
+        self,
+        source: ModelSource,
+        settings: ServerSettings,
+        metrics: ServerMetrics,
+        *,
+        model: LoadedModel | None = None,
+        version: str = "1",
+    ) -> None:
+        self._source = source
+        self._settings = settings
+        self._metrics = metrics
+        self._model = model
+        self._version = version
+        self._ready = False
+        self._failure: str | None = None
+        self._info = self._make_info(model.signature if model else Signature())
+        spec = source.spec
+        threads = settings.predictor_threads if source.framework == "python" else 1
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
+        row_batch = settings.max_batch_size if settings.batching else 1
+        self._row_batcher: AdaptiveBatcher[Rows, _Outcome] = AdaptiveBatcher(
+            self._run_rows,
+            max_batch_size=row_batch,
+            max_wait_s=settings.max_batch_wait_ms / 1000,
+            size_of=_rows_of,
+            on_batch=metrics.observe_batch,
+        )
+        payload_batch = settings.max_batch_size if spec.predictor_batching else 1
+        self._payload_batcher: AdaptiveBatcher[PayloadRequest, _PayloadOutcome] = (
+            AdaptiveBatcher(
+                self._run_payloads,
+                max_batch_size=payload_batch,
+                max_wait_s=settings.max_batch_wait_ms / 1000 if spec.predictor_batching else 0,
+                concurrency=threads,
+                on_batch=metrics.observe_batch,
+            )
+        )
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def failure(self) -> str | None:
+        """Why loading failed, if it did."""
+        return self._failure
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def _make_info(self, signature: Signature) -> ModelInfo:
+        return ModelInfo(
+            name=self._source.name,
+            version=self._version,
+            platform=self._source.framework,
+            signature=signature,
+        )
+
+    async def start(self) -> None:
+        """Load (unless given) and warm up the model off the event loop, then turn ready.
+
+        Raises the load error; the worker turns it into its "cannot boot" exit.
+        """
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            self._model = await loop.run_in_executor(self._executor, self._load_and_warm)
+        except Exception as error:
+            self._failure = str(error)
+            raise
+        self._info = self._make_info(self._model.signature)
+        self._metrics.load_seconds.labels(self._source.name).set(time.perf_counter() - started)
+        self._metrics.ready.labels(self._source.name).set(1)
+        self._ready = True
+
+    def _load_and_warm(self) -> LoadedModel:
+        model = self._model or self._source.load()
+        threads = self._settings.model_threads
+        if threads is not None:
+            model.set_threads(threads)
+        if self._settings.warmup:
+            model.warmup()
+        return model
+
+    async def stop(self) -> None:
+        """Finish queued work, then release the thread pool."""
+        self._ready = False
+        await self._row_batcher.close()
+        await self._payload_batcher.close()
+        self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ requests
+
+    async def predict_rows(self, rows: Rows) -> Prediction:
+        if not self._ready:
+            raise ModelNotReady(self._not_ready_message())
+        outcome = await self._with_timeout(self._row_batcher.submit(rows))
+        if isinstance(outcome, FerryError):
+            raise outcome
+        return outcome
+
+    async def predict_payload(self, request: PayloadRequest) -> Any:
+        if not self._ready:
+            raise ModelNotReady(self._not_ready_message())
+        outcome = await self._with_timeout(self._payload_batcher.submit(request))
+        if isinstance(outcome, FerryError):
+            raise outcome
+        result = outcome[0]
+        model = self._model
+        if model is not None and model.has_post_predict:
+            loop = asyncio.get_running_loop()
+            loop.run_in_executor(self._executor, self._post_predict, model, result, request)
+        return result
+
+    def _not_ready_message(self) -> str:
+        if self._failure:
+            return f"model {self._source.name!r} failed to load: {self._failure}"
+        return f"model {self._source.name!r} is loading; retry shortly"
+
+    async def _with_timeout(self, future: asyncio.Future[Any]) -> Any:
+        timeout = self._settings.timeout_s
+        handle = asyncio.get_running_loop().call_later(timeout, _expire, future, timeout)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
+    @staticmethod
+    def _post_predict(model: LoadedModel, result: Any, request: PayloadRequest) -> None:
+        try:
+            model.post_predict(result, request)
+        except Exception:
+            log.exception("post_predict raised")
+
+    # ------------------------------------------------------------------ batches
+
+    async def _run_rows(self, batch: list[Rows]) -> list[_Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._predict_rows_batch, batch)
+
+    async def _run_payloads(self, batch: list[PayloadRequest]) -> list[_PayloadOutcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._predict_payload_batch, batch)
+
+    def _predict_rows_batch(self, batch: list[Rows]) -> list[_Outcome]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, rows in enumerate(batch):
+            key = (rows.values.shape[1:], rows.columns, rows.values.dtype.kind == "O")
+            groups.setdefault(key, []).append(index)
+        outcomes: list[_Outcome] = [ModelError("not predicted")] * len(batch)
+        for indexes in groups.values():
+            members = [batch[i] for i in indexes]
+            for i, outcome in zip(indexes, self._predict_group(members), strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    def _predict_group(self, members: list[Rows]) -> list[_Outcome]:
+        try:
+            return self._predict_merged(members)
+        except Exception as error:
+            if len(members) == 1:
+                return [self._as_ferry_error(error)]
+        # Something in the merged batch failed: find out which request it was.
+        return [self._predict_alone(rows) for rows in members]
+
+    def _predict_alone(self, rows: Rows) -> _Outcome:
+        try:
+            return self._predict_merged([rows])[0]
+        except Exception as error:
+            return self._as_ferry_error(error)
+
+    def _predict_merged(self, members: list[Rows]) -> list[_Outcome]:
+        model = self._model
+        assert model is not None
+        if len(members) == 1:
+            merged = members[0]
+        else:
+            merged = Rows(np.concatenate([m.values for m in members]), members[0].columns)
+        started = time.perf_counter()
+        prediction = model.predict_rows(merged)
+        self._metrics.predict_seconds.observe(time.perf_counter() - started)
+        if len(prediction) != len(merged):
+            raise ModelError(
+                f"the model returned {len(prediction)} outputs for {len(merged)} rows"
+            )
+        if len(members) == 1:
+            return [prediction]
+        outcomes: list[_Outcome] = []
+        start = 0
+        for rows in members:
+            outcomes.append(prediction.slice(start, start + len(rows)))
+            start += len(rows)
+        return outcomes
+
+    def _predict_payload_batch(self, batch: list[PayloadRequest]) -> list[_PayloadOutcome]:
+        model = self._model
+        assert model is not None
+        started = time.perf_counter()
+        try:
+            results = model.predict_payloads(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                return [self._as_ferry_error(error)]
+            return [self._predict_payload_alone(request) for request in batch]
+        finally:
+            self._metrics.predict_seconds.observe(time.perf_counter() - started)
+        if len(results) != len(batch):
+            error = ModelError(f"predict returned {len(results)} results for {len(batch)} payloads")
+            return [error] * len(batch)
+        return [(result,) for result in results]
+
+    def _predict_payload_alone(self, request: PayloadRequest) -> _PayloadOutcome:
+        model = self._model
+        assert model is not None
+        try:
+            return (model.predict_payloads([request])[0],)
+        except Exception as error:
+            return self._as_ferry_error(error)
+
+    def _as_ferry_error(self, error: Exception) -> FerryError:
+        if isinstance(error, FerryError):
+            return error
+        log.error("model %r raised while predicting", self._source.name, exc_info=error)
+        return ModelError(
+            f"the model raised {type(error).__name__} while predicting; "
+            "the traceback is in the server log under this request id"
+        )
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(RequestTimeout(f"prediction did not finish within {timeout:g} s"))

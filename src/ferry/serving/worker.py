@@ -1,0 +1,99 @@
+"""One worker process: a uvicorn server on the shared socket, heartbeating to its supervisor."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import socket
+import struct
+import time
+from pathlib import Path
+
+import uvicorn
+
+from ferry.config import ServerSettings
+from ferry.models.base import LoadedModel, ModelSource
+from ferry.serving.app import build_app
+
+__all__ = ["EXIT_CANNOT_BOOT", "HeartbeatBoard", "run_worker"]
+
+EXIT_CANNOT_BOOT = 3
+log = logging.getLogger("ferry.worker")
+_SLOT = struct.Struct("d")
+
+
+class HeartbeatBoard:
+    """Shared memory with one monotonic timestamp per worker slot (created before fork)."""
+
+    def __init__(self, slots: int) -> None:
+        self._memory = mmap.mmap(-1, _SLOT.size * slots)
+        self.slots = slots
+
+    def beat(self, slot: int) -> None:
+        _SLOT.pack_into(self._memory, slot * _SLOT.size, time.monotonic())
+
+    def last(self, slot: int) -> float:
+        return float(_SLOT.unpack_from(self._memory, slot * _SLOT.size)[0])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus a heartbeat on every tick of its main loop."""
+
+    def __init__(self, config: uvicorn.Config, board: HeartbeatBoard, slot: int) -> None:
+        super().__init__(config)
+        self._board = board
+        self._slot = slot
+
+    async def on_tick(self, counter: int) -> bool:
+        self._board.beat(self._slot)
+        return await super().on_tick(counter)
+
+
+def _loop_and_http() -> tuple[str, str]:
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - both ship with uvicorn[standard]
+        return "asyncio", "h11"
+    return "uvloop", "httptools"
+
+
+def run_worker(
+    settings: ServerSettings,
+    source: ModelSource,
+    model: LoadedModel | None,
+    sock: socket.socket,
+    board: HeartbeatBoard,
+    slot: int,
+    failure_file: Path,
+) -> int:
+    """Serve until told to stop; the exit code tells the supervisor how it ended."""
+    boot_error: list[BaseException] = []
+    server: _Server | None = None
+
+    def on_boot_failure(error: BaseException) -> None:
+        boot_error.append(error)
+        failure_file.write_text(str(error))
+        if server is not None:
+            server.should_exit = True
+
+    app = build_app(settings, source, model=model, on_boot_failure=on_boot_failure)
+    loop, http = _loop_and_http()
+    config = uvicorn.Config(
+        app.asgi,
+        loop=loop,
+        http=http,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
+        timeout_keep_alive=5,
+        server_header=False,
+        date_header=False,
+        limit_concurrency=None,
+        backlog=2048,
+    )
+    server = _Server(config, board, slot)
+    board.beat(slot)
+    server.run(sockets=[sock])
+    return EXIT_CANNOT_BOOT if boot_error else 0
