@@ -86,7 +86,8 @@ def show_predictions(client: httpx.Client, model: RandomForestClassifier) -> Non
     ).json()
     table.add_row("POST /v2/models/iris/infer", "FP64 tensor [2,4]", str(v2["outputs"][0]["data"]))
     bad = client.post("/predict", json=[[5.1, 3.5, 1.4]])
-    table.add_row("bad input", "3 features instead of 4", f"{bad.status_code} {bad.json()['error']}")
+    error = f"{bad.status_code} {bad.json()['error']}"
+    table.add_row("bad input", "3 features instead of 4", error)
     console.print("[bold]3. predictions[/] (answers match the model's own predict)")
     console.print(table)
 

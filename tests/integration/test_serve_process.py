@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
-SLOW_PREDICTOR = '''
+SLOW_PREDICTOR = """
 import time
 
 class PythonPredictor:
@@ -31,7 +31,7 @@ class PythonPredictor:
             raise ZeroDivisionError("the predictor divided by zero")
         time.sleep(self.delay)
         return {"slept": self.delay, "got": payload}
-'''
+"""
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ per-record machinery costs more than the rest of a small request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -82,7 +83,6 @@ class AccessLog:
                 f'{stamp} access {client} "{method} {path}" {status} '
                 f"{seconds * 1000:.2f}ms rid={request_id}"
             )
-        try:
+        # a closed or broken log stream must not fail requests
+        with contextlib.suppress(OSError, ValueError):
             self._stream.write(line + "\n")
-        except (OSError, ValueError):  # a closed or broken log stream must not fail requests
-            pass

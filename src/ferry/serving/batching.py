@@ -15,13 +15,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-__all__ = ["AdaptiveBatcher", "BatchSizeMismatch"]
+__all__ = ["AdaptiveBatcher", "BatchSizeMismatchError"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class BatchSizeMismatch(RuntimeError):
+class BatchSizeMismatchError(RuntimeError):
     """``run_batch`` returned a different number of outputs than it got inputs."""
 
 
@@ -154,7 +154,7 @@ class AdaptiveBatcher(Generic[T, R]):
         try:
             outputs = await self._run_batch([item for item, _ in batch])
             if len(outputs) != len(batch):
-                raise BatchSizeMismatch(
+                raise BatchSizeMismatchError(
                     f"batch of {len(batch)} inputs produced {len(outputs)} outputs"
                 )
         except BaseException as error:  # every waiter must hear about it

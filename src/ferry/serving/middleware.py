@@ -98,7 +98,7 @@ class RequestMiddleware:
     def _request_id(self, scope: Scope) -> str:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                text = value.decode("latin-1")
+                text: str = value.decode("latin-1")
                 if _VALID_ID.match(text):
                     return text
         self._counter += 1
@@ -174,9 +174,7 @@ class RequestMiddleware:
         self._metrics.latency.labels(route).observe(seconds)
         if self._access_log is not None:
             client = scope.get("client")
-            self._access_log.write(
-                method, path, status, seconds, rid, client[0] if client else "-"
-            )
+            self._access_log.write(method, path, status, seconds, rid, client[0] if client else "-")
 
 
 async def _send_error(send: Send, error: FerryError, request_id: str) -> None:

@@ -21,7 +21,7 @@ from ferry.models.base import LoadedModel, ModelSource
 from ferry.monitoring.metrics import ServerMetrics
 from ferry.serving.batching import AdaptiveBatcher
 from ferry.serving.protocols.base import ModelInfo
-from ferry.types import InputKind, PayloadRequest, Prediction, Rows, Signature
+from ferry.types import PayloadRequest, Prediction, Rows, Signature
 
 __all__ = ["ModelRunner"]
 
@@ -70,14 +70,12 @@ class ModelRunner:
             on_batch=metrics.observe_batch,
         )
         payload_batch = settings.max_batch_size if spec.predictor_batching else 1
-        self._payload_batcher: AdaptiveBatcher[PayloadRequest, _PayloadOutcome] = (
-            AdaptiveBatcher(
-                self._run_payloads,
-                max_batch_size=payload_batch,
-                max_wait_s=settings.max_batch_wait_ms / 1000 if spec.predictor_batching else 0,
-                concurrency=threads,
-                on_batch=metrics.observe_batch,
-            )
+        self._payload_batcher: AdaptiveBatcher[PayloadRequest, _PayloadOutcome] = AdaptiveBatcher(
+            self._run_payloads,
+            max_batch_size=payload_batch,
+            max_wait_s=settings.max_batch_wait_ms / 1000 if spec.predictor_batching else 0,
+            concurrency=threads,
+            on_batch=metrics.observe_batch,
         )
 
     # ------------------------------------------------------------------ state
@@ -140,7 +138,7 @@ class ModelRunner:
     async def predict_rows(self, rows: Rows) -> Prediction:
         if not self._ready:
             raise ModelNotReady(self._not_ready_message())
-        outcome = await self._with_timeout(self._row_batcher.submit(rows))
+        outcome: _Outcome = await self._with_timeout(self._row_batcher.submit(rows))
         if isinstance(outcome, FerryError):
             raise outcome
         return outcome
@@ -226,9 +224,7 @@ class ModelRunner:
         prediction = model.predict_rows(merged)
         self._metrics.predict_seconds.observe(time.perf_counter() - started)
         if len(prediction) != len(merged):
-            raise ModelError(
-                f"the model returned {len(prediction)} outputs for {len(merged)} rows"
-            )
+            raise ModelError(f"the model returned {len(prediction)} outputs for {len(merged)} rows")
         if len(members) == 1:
             return [prediction]
         outcomes: list[_Outcome] = []
@@ -251,8 +247,10 @@ class ModelRunner:
         finally:
             self._metrics.predict_seconds.observe(time.perf_counter() - started)
         if len(results) != len(batch):
-            error = ModelError(f"predict returned {len(results)} results for {len(batch)} payloads")
-            return [error] * len(batch)
+            mismatch = ModelError(
+                f"predict returned {len(results)} results for {len(batch)} payloads"
+            )
+            return [mismatch] * len(batch)
         return [(result,) for result in results]
 
     def _predict_payload_alone(self, request: PayloadRequest) -> _PayloadOutcome:

@@ -89,6 +89,7 @@ def run_worker(
         timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
         timeout_keep_alive=5,
         server_header=False,
+        proxy_headers=False,
         date_header=False,
         limit_concurrency=None,
         backlog=2048,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ferry.serving.batching import AdaptiveBatcher, BatchSizeMismatch
+from ferry.serving.batching import AdaptiveBatcher, BatchSizeMismatchError
 
 
 class FakeTime:
@@ -101,7 +101,7 @@ async def test_a_wrong_number_of_outputs_fails_every_request_of_the_batch() -> N
     batcher = AdaptiveBatcher(drops_one, max_batch_size=8)
     futures = [batcher.submit(i) for i in range(3)]
     for future in futures:
-        with pytest.raises(BatchSizeMismatch, match="3 inputs produced 2 outputs"):
+        with pytest.raises(BatchSizeMismatchError, match="3 inputs produced 2 outputs"):
             await future
 
 

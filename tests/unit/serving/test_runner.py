@@ -143,7 +143,7 @@ async def test_a_slow_prediction_times_out() -> None:
     runner = make_runner(model, timeout_s=0.05)
     await runner.start()
     model.gate.clear()
-    with pytest.raises(RequestTimeout, match="within 0.05 s"):
+    with pytest.raises(RequestTimeout, match=r"within 0\.05 s"):
         await runner.predict_rows(rows([1, 2]))
     model.gate.set()
     await runner.stop()

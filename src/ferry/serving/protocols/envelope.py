@@ -1,0 +1,51 @@
+"""JSON bodies of row models: the accepted envelopes and the matching answers.
+
+A bare list (or record) is answered with a bare list; ``{"instances": X}`` (TF Serving,
+KServe v1, SageMaker) with ``{"predictions": [...]}``; ``{"inputs": X}`` with
+``{"outputs": [...]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ferry.errors import BadRequest
+from ferry.serving.protocols.formats import json_ready
+from ferry.serving.protocols.rows import rows_from_json
+from ferry.types import Prediction, Rows, Signature
+
+__all__ = ["json_answer", "load_json", "rows_from_json_body"]
+
+_ANSWER_KEY = {"instances": "predictions", "inputs": "outputs"}
+
+
+def load_json(body: bytes) -> Any:
+    """The parsed body; malformed JSON is a ``BadRequest`` quoting the parser."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"malformed JSON: {error}; expected a JSON body") from None
+
+
+def rows_from_json_body(body: bytes, signature: Signature) -> tuple[Rows, str | None]:
+    """Rows from a JSON body and the key to wrap the answer in (None for a bare list)."""
+    data = load_json(body)
+    if isinstance(data, dict):
+        for key, answer_key in _ANSWER_KEY.items():
+            # A record may have a feature of that name; then it is a record, not an envelope.
+            if key in data and not _is_feature(key, signature):
+                return rows_from_json(data[key], signature), answer_key
+    return rows_from_json(data, signature), None
+
+
+def _is_feature(key: str, signature: Signature) -> bool:
+    return signature.feature_names is not None and key in signature.feature_names
+
+
+def json_answer(prediction: Prediction, answer_key: str | None) -> bytes:
+    """The predictions as JSON: a list of scalars (labels) or of lists (probabilities)."""
+    values = json_ready(prediction.values)
+    content = values if answer_key is None else {answer_key: values}
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
