@@ -135,7 +135,8 @@ def _v2_body(inference: Inference) -> dict[str, Any]:
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-code,pre{{background:#f4f4f4;padding:.2rem .4rem}}td{{padding:.3rem .8rem;border-bottom:1px solid #ddd}}
+code,pre{{background:#f4f4f4;padding:.2rem .4rem}}
+td{{padding:.3rem .8rem;border-bottom:1px solid #ddd}}
 </style></head><body><h1>{title}</h1><p>{description}</p>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a></p>
 <table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>
