@@ -70,7 +70,8 @@ class ModelSource:
     load_after_fork: bool
     predictor_class: str | None = None
 
-    def load(self) -> LoadedModel:
+    def load(self, threads: int | None = None) -> LoadedModel:
+        """Load the model; ``threads`` caps the framework's own threads from the start."""
         from ferry.models.loaders import load_source
 
-        return load_source(self)
+        return load_source(self, threads=threads)

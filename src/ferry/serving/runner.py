@@ -118,9 +118,11 @@ class ModelRunner:
         self._ready = True
 
     def _load_and_warm(self) -> LoadedModel:
-        model = self._model or self._source.load()
         threads = self._settings.model_threads
-        if threads is not None:
+        model = self._model
+        if model is None:
+            model = self._source.load(threads=threads)
+        elif threads is not None:  # loaded before fork: this worker's share of the cores
             model.set_threads(threads)
         if self._settings.warmup:
             model.warmup()

@@ -1,0 +1,25 @@
+"""One readable line for a model that cannot be loaded: the file, what failed, and why.
+
+The full traceback stays on ``__cause__`` for the log; the CLI prints only the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ferry.errors import ModelLoadError
+
+__all__ = ["first_line", "load_error"]
+
+
+def load_error(path: Path, what: str, error: BaseException) -> ModelLoadError:
+    """``model.json: not an XGBoost model (XGBoostError: ...)``; raise it ``from error``."""
+    return ModelLoadError(f"{path.name}: {what} ({type(error).__name__}: {first_line(error)})")
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message (frameworks append C++ traces)."""
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__

@@ -1,0 +1,190 @@
+"""Python predictors: a user's class with ``predict``, Cortex's ``PythonPredictor`` as is.
+
+Hooks and the arguments they may declare (each injected by name, only if declared):
+
+- ``__init__(self, config, python_client=None, metrics_client=None, job_spec=None)``
+- ``setup(self, device)`` or ``load(self)``: once, after ``__init__`` (LitServe, KServe)
+- ``preprocess(payload)`` / ``decode_request``, then ``predict(payload, query_params,
+  headers)``, then ``postprocess(output)`` / ``encode_response``
+- ``post_predict(self, response, payload, query_params, headers)``: after the response
+- ``warmup(self)``: called instead of a synthetic request, which could have side effects
+
+With ``batched``, ``predict`` gets equal-length lists and returns a list of results.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ferry.errors import ModelError, ModelLoadError
+from ferry.models.base import LoadedModel, ModelSource
+from ferry.models.loaders.injection import Injector, injector
+from ferry.models.loaders.load_error import first_line
+from ferry.models.loaders.predictor_class import find_class
+from ferry.types import InputKind, PayloadRequest, Signature
+
+__all__ = ["PredictorModel", "construct", "load"]
+
+_REQUEST = ("payload", "query_params", "headers")
+_INIT = ("config", "name", "python_client", "metrics_client", "job_spec")
+_SETUP = ("device", "config")
+
+
+def load(source: ModelSource) -> PredictorModel:
+    """Import the predictor file, build the class with its config, and wrap it."""
+    cls = find_class(source.path, source.predictor_class, source.spec.python_path)
+    instance = construct(cls, source)
+    return PredictorModel(instance, source, batched=source.spec.predictor_batching)
+
+
+def construct(cls: type, source: ModelSource) -> object:
+    """``cls(config=...)`` then its ``setup``/``load`` hook; a failure is a ModelLoadError."""
+    where = f"{source.path.name}: {cls.__name__}"
+    values = {
+        "config": dict(source.spec.config),
+        "name": source.name,
+        "python_client": None,
+        "metrics_client": None,
+        "job_spec": None,
+        "device": "cpu",
+    }
+    init = injector(cls, supplies=_INIT, what=f"{where}.__init__")
+    instance = _call(init, values, f"{where}.__init__")
+    setup = _setup_hook(instance, cortex=any(arg == "config" for arg, _ in init.arguments))
+    if setup is not None:
+        what = f"{where}.{setup.__name__}"
+        _call(injector(setup, supplies=_SETUP, what=what), values, what)
+    return instance
+
+
+def _setup_hook(instance: object, *, cortex: bool) -> Callable[..., Any] | None:
+    """LitServe's ``setup`` or KServe's ``load``, if it is one.
+
+    Cortex never called either, so a Cortex-style class (``__init__(self, config)``) may
+    have a ``load`` helper of its own that it already calls itself: leave it alone.
+    """
+    if cortex:
+        return None
+    for name in ("setup", "load"):
+        hook = getattr(instance, name, None)
+        if callable(hook):
+            return hook  # type: ignore[no-any-return]
+    return None
+
+
+class PredictorModel(LoadedModel):
+    """A predictor instance served with whole payloads (``InputKind.PAYLOAD``)."""
+
+    def __init__(self, instance: object, source: ModelSource, *, batched: bool = False) -> None:
+        self.name = source.name
+        self.framework = source.framework
+        self.signature = Signature(input_kind=InputKind.PAYLOAD)
+        self._instance = instance
+        self._batched = batched
+        where = f"{source.path.name}: {type(instance).__name__}"
+        predict = getattr(instance, "predict", None)
+        if not callable(predict):
+            raise ModelLoadError(f"{where} has no predict method")
+        if inspect.iscoroutinefunction(predict):
+            # Predictors run on worker threads, off the event loop, so predict must be sync.
+            raise ModelLoadError(f"{where}.predict is async; ferry calls predict synchronously")
+        self._predict = injector(
+            predict, supplies=_REQUEST, what=f"{where}.predict", first="payload"
+        )
+        self._preprocess = _hook(
+            instance, where, ("preprocess", "decode_request"), _REQUEST, "payload"
+        )
+        self._postprocess = _hook(
+            instance, where, ("postprocess", "encode_response"), ("output", *_REQUEST), "output"
+        )
+        self._post_predict = _hook(
+            instance, where, ("post_predict",), ("response", *_REQUEST), None
+        )
+
+    def predict_payloads(self, requests: list[PayloadRequest]) -> list[Any]:
+        if self._batched:
+            return self._predict_batch(requests)
+        return [self._predict_one(request) for request in requests]
+
+    def post_predict(self, response: Any, request: PayloadRequest) -> None:
+        if self._post_predict is not None:
+            self._post_predict({"response": response, **_values(request)})
+
+    @property
+    def has_post_predict(self) -> bool:
+        return self._post_predict is not None
+
+    def warmup(self) -> None:
+        """Call the predictor's own ``warmup`` if it has one; never invent a request."""
+        hook = getattr(self._instance, "warmup", None)
+        if callable(hook):
+            hook()
+
+    def _predict_one(self, request: PayloadRequest) -> Any:
+        values = _values(request)
+        if self._preprocess is not None:
+            values["payload"] = self._preprocess(values)
+        output = self._predict(values)
+        if self._postprocess is not None:
+            output = self._postprocess({"output": output, **values})
+        return output
+
+    def _predict_batch(self, requests: list[PayloadRequest]) -> list[Any]:
+        each = [_values(request) for request in requests]
+        if self._preprocess is not None:
+            for values in each:
+                values["payload"] = self._preprocess(values)
+        outputs = self._predict({name: [values[name] for values in each] for name in _REQUEST})
+        results = _as_list(outputs, len(requests))
+        if self._postprocess is not None:
+            results = [
+                self._postprocess({"output": output, **values})
+                for output, values in zip(results, each, strict=True)
+            ]
+        return results
+
+
+def _values(request: PayloadRequest) -> dict[str, Any]:
+    return {
+        "payload": request.payload,
+        "query_params": request.query_params,
+        "headers": request.headers,
+    }
+
+
+def _as_list(outputs: Any, expected: int) -> list[Any]:
+    if not isinstance(outputs, Sequence | np.ndarray) or isinstance(outputs, str | bytes):
+        raise ModelError(
+            f"predict returned a {type(outputs).__name__} for {expected} payloads; "
+            "a batched predictor returns a list with one result per payload"
+        )
+    if len(outputs) != expected:
+        raise ModelError(f"predict returned {len(outputs)} results for {expected} payloads")
+    return list(outputs)
+
+
+def _hook(
+    instance: object,
+    where: str,
+    names: tuple[str, ...],
+    supplies: tuple[str, ...],
+    first: str | None,
+) -> Injector | None:
+    for name in names:
+        func = getattr(instance, name, None)
+        if callable(func):
+            return injector(func, supplies=supplies, what=f"{where}.{name}", first=first)
+    return None
+
+
+def _call(hook: Injector, values: dict[str, Any], what: str) -> Any:
+    try:
+        return hook(values)
+    except Exception as error:
+        raise ModelLoadError(
+            f"{what} raised {type(error).__name__}: {first_line(error)}"
+        ) from error
