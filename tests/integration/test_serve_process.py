@@ -225,7 +225,7 @@ def test_a_corrupt_model_file_exits_nonzero_with_one_line(tmp_path: Path) -> Non
     broken = tmp_path / "broken.joblib"
     broken.write_bytes(b"\x80\x04 this is not a pickle")
     result = _run_cli("serve", str(broken), "--port", "0")
-    assert result.returncode != 0
+    assert result.returncode == 3  # "cannot boot": supervisors must not restart it
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -244,7 +244,7 @@ def test_a_predictor_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
     path = tmp_path / "bad.py"
     path.write_text("class PythonPredictor:\n    def __init__(self, config):\n        1 / 0\n")
     result = _run_cli("serve", f"{path}:PythonPredictor", "--port", "0", "--workers", "2")
-    assert result.returncode != 0
+    assert result.returncode == 3
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ferry: error: cannot start:")
     assert "ZeroDivisionError" in last

@@ -8,12 +8,13 @@ import click
 
 from ferry import __version__
 from ferry.cli.serve import serve
-from ferry.errors import ConfigError, FerryError
+from ferry.errors import ArtifactError, ConfigError, FerryError, ModelLoadError
 
-__all__ = ["cli", "main"]
+__all__ = ["EXIT_CANNOT_BOOT", "EXIT_ERROR", "EXIT_USAGE", "cli", "main", "run"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_CANNOT_BOOT = 3  # the model cannot be fetched or loaded: restarting will not help
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         click.echo(f"ferry: error: {error}", err=True)
         return EXIT_USAGE
+    except (ModelLoadError, ArtifactError) as error:
+        click.echo(f"ferry: error: {error}", err=True)
+        return EXIT_CANNOT_BOOT
     except FerryError as error:
         click.echo(f"ferry: error: {error}", err=True)
         return EXIT_ERROR
