@@ -40,6 +40,7 @@ class ServerApp:
 
     asgi: RequestMiddleware
     runner: ModelRunner
+    access_log: AccessLog | None = None
 
 
 def _request_id(request: Request) -> str:
@@ -116,10 +117,11 @@ def build_app(
             Exception: _unexpected,
         },
     )
+    access_log = AccessLog(settings.log_format) if settings.access_log else None
     asgi = RequestMiddleware(
         starlette,
         metrics=metrics,
-        access_log=AccessLog(settings.log_format) if settings.access_log else None,
+        access_log=access_log,
         max_body_bytes=settings.max_body_bytes,
         max_inflight=settings.max_inflight,
         known_routes=frozenset(
@@ -127,8 +129,12 @@ def build_app(
             | {"/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"}
         ),
         exempt=frozenset({"/ping", "/healthz", "/readyz", "/metrics", "/v2/health/live"}),
+        direct_posts={
+            endpoint: predict.endpoint_app(runner),
+            "/invocations": sagemaker.invocations_app(runner, default_accept),
+        },
     )
-    return ServerApp(asgi=asgi, runner=runner)
+    return ServerApp(asgi=asgi, runner=runner, access_log=access_log)
 
 
 def _lifespan(

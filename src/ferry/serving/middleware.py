@@ -83,8 +83,11 @@ class RequestMiddleware:
         max_inflight: int,
         known_routes: frozenset[str],
         exempt: frozenset[str] = frozenset(),
+        direct_posts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self._app = app
+        # the prediction routes skip the framework's routing and exception layers
+        self._direct = direct_posts or {}
         self._metrics = metrics
         self._access_log = access_log
         self._max_body = max_body_bytes
@@ -93,6 +96,7 @@ class RequestMiddleware:
         self._exempt = exempt  # health and metrics answer even when overloaded
         self._inflight = 0
         self._prefix = os.urandom(3).hex()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._counter = 0
 
     def _request_id(self, scope: Scope) -> str:
@@ -158,8 +162,9 @@ class RequestMiddleware:
                 started[0] = True
             await send(message)
 
+        app = self._direct.get(scope["path"]) if scope["method"] == "POST" else None
         try:
-            await self._app(scope, _BodyLimit(receive, self._max_body), tracking_send)
+            await (app or self._app)(scope, _BodyLimit(receive, self._max_body), tracking_send)
         except Exception as error:
             if not isinstance(error, FerryError):
                 log.exception("unhandled error (request id %s)", rid)
@@ -168,10 +173,19 @@ class RequestMiddleware:
                 await _send_error(send, error, rid)
 
     def _record(self, scope: Scope, path: str, status: int, seconds: float, rid: str) -> None:
-        route = route_label(path, self._known)
         method: str = scope["method"]
-        self._metrics.requests.labels(route, method, str(status)).inc()
-        self._metrics.latency.labels(route).observe(seconds)
+        key = (path, method, status)
+        children = self._children.get(key)
+        if children is None:
+            route = route_label(path, self._known)
+            children = (
+                self._metrics.requests.labels(route, method, str(status)),
+                self._metrics.latency.labels(route),
+            )
+            if len(self._children) < 1024:  # unknown paths must not grow this without bound
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if self._access_log is not None:
             client = scope.get("client")
             self._access_log.write(method, path, status, seconds, rid, client[0] if client else "-")

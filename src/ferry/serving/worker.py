@@ -13,6 +13,7 @@ import uvicorn
 
 from ferry.config import ServerSettings
 from ferry.models.base import LoadedModel, ModelSource
+from ferry.monitoring.logging import AccessLog
 from ferry.serving.app import build_app
 
 __all__ = ["EXIT_CANNOT_BOOT", "HeartbeatBoard", "run_worker"]
@@ -39,14 +40,28 @@ class HeartbeatBoard:
 class _Server(uvicorn.Server):
     """uvicorn's server, plus a heartbeat on every tick of its main loop."""
 
-    def __init__(self, config: uvicorn.Config, board: HeartbeatBoard, slot: int) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        board: HeartbeatBoard,
+        slot: int,
+        access_log: AccessLog | None,
+    ) -> None:
         super().__init__(config)
         self._board = board
         self._slot = slot
+        self._access_log = access_log
 
     async def on_tick(self, counter: int) -> bool:
         self._board.beat(self._slot)
+        if self._access_log is not None:
+            self._access_log.flush()
         return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self._access_log is not None:
+            self._access_log.flush()
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -94,7 +109,7 @@ def run_worker(
         limit_concurrency=None,
         backlog=2048,
     )
-    server = _Server(config, board, slot)
+    server = _Server(config, board, slot, app.access_log)
     board.beat(slot)
     server.run(sockets=[sock])
     return EXIT_CANNOT_BOOT if boot_error else 0

@@ -32,12 +32,13 @@ def load_json(body: bytes) -> Any:
 def rows_from_json_body(body: bytes, signature: Signature) -> tuple[Rows, str | None]:
     """Rows from a JSON body and the key to wrap the answer in (None for a bare list)."""
     data = load_json(body)
+    bools = b"true" in body or b"false" in body
     if isinstance(data, dict):
         for key, answer_key in _ANSWER_KEY.items():
             # A record may have a feature of that name; then it is a record, not an envelope.
             if key in data and not _is_feature(key, signature):
-                return rows_from_json(data[key], signature), answer_key
-    return rows_from_json(data, signature), None
+                return rows_from_json(data[key], signature, may_hold_bools=bools), answer_key
+    return rows_from_json(data, signature, may_hold_bools=bools), None
 
 
 def _is_feature(key: str, signature: Signature) -> bool:

@@ -7,10 +7,10 @@ they like, exactly as under Cortex.
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ferry.serving.protocols.asgi import RawEndpoint, Receive, Scope, header, request_for
 from ferry.serving.protocols.base import Inference
 from ferry.serving.protocols.envelope import json_answer, rows_from_json_body
 from ferry.serving.protocols.formats import rows_from_csv
@@ -18,20 +18,19 @@ from ferry.serving.protocols.media import CSV, FORM, JSON, is_json, media_type, 
 from ferry.serving.protocols.payload import answer_payload
 from ferry.types import InputKind
 
-__all__ = ["routes"]
+__all__ = ["endpoint_app", "routes"]
 
 _ROW_TYPES = (JSON, CSV)
 
 
-def routes(inference: Inference, endpoint: str = "/predict") -> list[BaseRoute]:
-    """The ``POST {endpoint}`` route serving ``inference``."""
+def endpoint_app(inference: Inference) -> RawEndpoint:
+    """The ASGI app of ``POST {endpoint}`` (also dispatched directly by the server)."""
 
-    async def predict(request: Request) -> Response:
-        body = await request.body()
-        media = media_type(request.headers.get("content-type"))
+    async def predict(body: bytes, scope: Scope, _: Receive) -> tuple[bytes, str] | Response:
+        media = media_type(header(scope, b"content-type"))
         signature = inference.info.signature
         if signature.input_kind is InputKind.PAYLOAD:
-            return await answer_payload(inference, request, body, media)
+            return await answer_payload(inference, request_for(scope, body), body, media)
         if not media or is_json(media):
             rows, answer_key = rows_from_json_body(body, signature)
         elif media == CSV:
@@ -42,9 +41,14 @@ def routes(inference: Inference, endpoint: str = "/predict") -> list[BaseRoute]:
         else:
             raise unsupported(media, _ROW_TYPES)
         prediction = await inference.predict_rows(rows)
-        return Response(json_answer(prediction, answer_key), media_type=JSON)
+        return json_answer(prediction, answer_key), JSON
 
-    return [Route(endpoint, predict, methods=["POST"])]
+    return RawEndpoint(predict)
+
+
+def routes(inference: Inference, endpoint: str = "/predict") -> list[BaseRoute]:
+    """The ``POST {endpoint}`` route serving ``inference``."""
+    return [Route(endpoint, endpoint_app(inference), methods=["POST"])]
 
 
 def _is_json(body: bytes) -> bool:

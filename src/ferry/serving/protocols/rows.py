@@ -24,8 +24,12 @@ _FRAME_SCALAR_TYPES: frozenset[type] = frozenset((int, float, str, bool, type(No
 _NUMERIC_KINDS = frozenset("iuf")
 
 
-def rows_from_json(data: Any, signature: Signature) -> Rows:
-    """Rows from parsed JSON: a list of rows, one row, one record or a list of records."""
+def rows_from_json(data: Any, signature: Signature, *, may_hold_bools: bool = True) -> Rows:
+    """Rows from parsed JSON: a list of rows, one row, one record or a list of records.
+
+    ``may_hold_bools=False`` (the raw body has no ``true``/``false``) allows a fast path
+    for numeric rows: numpy would silently read booleans as 0/1.
+    """
     if isinstance(data, dict):
         return _rows_from_records([data], signature)
     if not isinstance(data, list):
@@ -37,6 +41,10 @@ def rows_from_json(data: Any, signature: Signature) -> Rows:
         raise BadRequest(f"empty input: expected at least one row{_of_features(signature)}")
     first = data[0]
     if isinstance(first, list):
+        if not may_hold_bools and not signature.needs_dataframe:
+            fast = _numeric_rows(data, signature)
+            if fast is not None:
+                return fast
         return _rows_from_lists(data, signature)
     if isinstance(first, dict):
         return _rows_from_records(data, signature)
@@ -91,6 +99,22 @@ def rows_from_columns(columns: Mapping[str, np.ndarray[Any, Any]], signature: Si
 
 
 # --- lists of rows ------------------------------------------------------------------------
+
+
+def _numeric_rows(data: list[Any], signature: Signature) -> Rows | None:
+    """Rows of plain numbers, converted in one C pass; None sends the caller the long way.
+
+    Without a dtype numpy infers one: strings, nulls and ragged rows come out as another
+    kind (or raise), and then the careful path names the offending cell.
+    """
+    try:
+        values = np.array(data)
+    except ValueError:
+        return None
+    if values.ndim != 2 or values.dtype.kind not in "if" or values.shape[1] == 0:
+        return None
+    _check_width(int(values.shape[1]), signature)
+    return Rows(values.astype(np.float64, copy=False))
 
 
 def _rows_from_lists(data: list[Any], signature: Signature) -> Rows:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ferry.serving.protocols.asgi import RawEndpoint, Receive, Scope, header, request_for
 from ferry.serving.protocols.base import Inference
 from ferry.serving.protocols.envelope import json_answer, rows_from_json_body
 from ferry.serving.protocols.formats import (
@@ -33,7 +34,7 @@ from ferry.serving.protocols.payload import answer_payload
 from ferry.serving.protocols.rows import rows_from_array
 from ferry.types import InputKind, Prediction, Rows, Signature
 
-__all__ = ["routes"]
+__all__ = ["invocations_app", "routes"]
 
 _CONTENT_TYPES = (JSON, CSV, NPY, NPZ)
 _ACCEPT_TYPES = (JSON, CSV, NPY)
@@ -49,21 +50,27 @@ def routes(inference: Inference, default_accept: str = JSON) -> list[BaseRoute]:
         # SageMaker only reads the status; an empty body is what its samples return.
         return Response(status_code=200 if inference.is_ready() else 503)
 
-    async def invocations(request: Request) -> Response:
-        body = await request.body()
-        media = media_type(request.headers.get("content-type"))
+    return [
+        Route("/ping", ping, methods=["GET"]),
+        Route("/invocations", invocations_app(inference, default_accept), methods=["POST"]),
+    ]
+
+
+def invocations_app(inference: Inference, default_accept: str = JSON) -> RawEndpoint:
+    """The ASGI app of ``POST /invocations`` (also dispatched directly by the server)."""
+    default = media_type(default_accept)
+
+    async def invocations(body: bytes, scope: Scope, _: Receive) -> tuple[bytes, str] | Response:
+        media = media_type(header(scope, b"content-type"))
         signature = inference.info.signature
         if signature.input_kind is InputKind.PAYLOAD:
-            return await answer_payload(inference, request, body, media)
-        accept = negotiate(request.headers.get("accept"), _ACCEPT_TYPES, default)
+            return await answer_payload(inference, request_for(scope, body), body, media)
+        accept = negotiate(header(scope, b"accept"), _ACCEPT_TYPES, default)
         rows, answer_key = _decode(body, media, signature)
         prediction = await inference.predict_rows(rows)
         return _encode(prediction, accept, answer_key)
 
-    return [
-        Route("/ping", ping, methods=["GET"]),
-        Route("/invocations", invocations, methods=["POST"]),
-    ]
+    return RawEndpoint(invocations)
 
 
 def _decode(body: bytes, media: str, signature: Signature) -> tuple[Rows, str | None]:
@@ -76,9 +83,9 @@ def _decode(body: bytes, media: str, signature: Signature) -> tuple[Rows, str | 
     raise unsupported(media, _CONTENT_TYPES)
 
 
-def _encode(prediction: Prediction, accept: str, answer_key: str | None) -> Response:
+def _encode(prediction: Prediction, accept: str, answer_key: str | None) -> tuple[bytes, str]:
     if accept == CSV:
-        return Response(csv_bytes(prediction.values), media_type=CSV)
+        return csv_bytes(prediction.values), CSV
     if accept == NPY:
-        return Response(npy_bytes(prediction.values), media_type=NPY)
-    return Response(json_answer(prediction, answer_key), media_type=JSON)
+        return npy_bytes(prediction.values), NPY
+    return json_answer(prediction, answer_key), JSON
