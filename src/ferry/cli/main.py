@@ -7,6 +7,15 @@ import sys
 import click
 
 from ferry import __version__
+from ferry.cli.cluster import cluster
+from ferry.cli.delete import delete
+from ferry.cli.deploy import deploy
+from ferry.cli.describe import describe
+from ferry.cli.get import get
+from ferry.cli.init import init
+from ferry.cli.lifecycle import refresh, rollback
+from ferry.cli.logs import logs
+from ferry.cli.predict import predict
 from ferry.cli.serve import serve
 from ferry.errors import ArtifactError, ConfigError, FerryError, ModelLoadError
 
@@ -32,6 +41,8 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+for _command in (init, deploy, get, describe, logs, predict, delete, refresh, rollback, cluster):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,131 @@
+"""``ferry cluster up|down|info``: the local cluster's control plane."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ferry.cli.connection import connect, state_dir
+from ferry.cli.render import console, output_option, print_json, table
+from ferry.control.client import ClusterNotRunningError, ControlClient, start_control_plane
+from ferry.errors import FerryError
+from ferry.runtime.base import RuntimeBackend
+
+__all__ = ["cluster"]
+
+
+@click.group()
+def cluster() -> None:
+    """Start, stop and inspect the local cluster (control plane, gateway, replicas)."""
+
+
+@cluster.command()
+@click.option("--foreground", is_flag=True, help="Run the control plane in this process.")
+@click.option(
+    "--gateway-port",
+    type=int,
+    default=8888,
+    show_default=True,
+    envvar="FERRY_GATEWAY_PORT",
+    help="Port of the gateway in front of every API.",
+)
+def up(foreground: bool, gateway_port: int) -> None:
+    """Start the local cluster (`ferry deploy` does this on demand)."""
+    directory = state_dir()
+    if foreground:
+        from ferry.control.service import run_control_plane
+        from ferry.monitoring.logging import configure_logging
+
+        configure_logging("info", "text")
+        code = run_control_plane(directory, local_backend_factory(directory, gateway_port))
+        raise click.exceptions.Exit(code)
+    try:
+        client = connect()
+    except ClusterNotRunningError:
+        os.environ["FERRY_GATEWAY_PORT"] = str(gateway_port)
+        start_control_plane(directory)
+        client = connect()
+        verb = "started"
+    else:
+        verb = "already running:"
+    try:
+        info = client.cluster()
+    finally:
+        client.close()
+    click.echo(
+        f"local cluster {verb} control plane {info['url']} (pid {info['pid']}), "
+        f"gateway {info['gateway_url']}"
+    )
+
+
+def local_backend_factory(directory: Path, gateway_port: int) -> Callable[[], RuntimeBackend]:
+    """Builds the local runtime backend (replica processes behind nginx) when called."""
+    try:
+        from ferry.runtime.local import LocalBackend
+    except ImportError as error:
+        raise FerryError(
+            f"the local runtime (ferry.runtime.local) is not available in this build: {error}"
+        ) from None
+
+    def build() -> RuntimeBackend:
+        return LocalBackend(directory / "runtime", gateway_port=gateway_port)
+
+    return build
+
+
+@cluster.command()
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+def down(timeout: float) -> None:
+    """Stop every replica, the gateway and the control plane; deployments are kept."""
+    try:
+        client = connect()
+    except ClusterNotRunningError:
+        click.echo("the local cluster is not running")
+        return
+    try:
+        info = client.cluster()
+        client.shutdown(stop_replicas=True)
+    finally:
+        client.close()
+    if not _wait_exit(int(info["pid"]), timeout):
+        raise FerryError(f"the control plane (pid {info['pid']}) did not stop in {timeout:g}s")
+    click.echo(
+        f"stopped the local cluster; {info['apis']} api(s) kept, `ferry cluster up` "
+        "brings them back"
+    )
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    if pid == os.getpid():  # an in-process control plane (tests)
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@cluster.command()
+@output_option
+def info(output: str) -> None:
+    """Where the control plane and gateway listen, and what they run."""
+    client: ControlClient = connect()
+    try:
+        data = client.cluster()
+    finally:
+        client.close()
+    if output == "json":
+        print_json(data)
+        return
+    keys = ("url", "pid", "gateway_url", "backend", "state_dir", "version", "apis", "replicas")
+    rows = [(key.replace("_", " "), data.get(key, "-")) for key in keys]
+    console().print(table(("", ""), rows))
