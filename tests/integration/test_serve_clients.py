@@ -11,7 +11,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-
 from tests.integration.s3_server import FAKE_AWS_ENV, moto_s3_server
 
 pytestmark = pytest.mark.integration
