@@ -1,0 +1,257 @@
+"""Render the gateway's nginx configuration from a ``RoutingTable`` (pure: text in, text out).
+
+One server block on one port. Each API's endpoint proxies to an upstream of its ready
+replicas (``least_conn``, ``max_conns`` per replica, keep-alive); an API without a ready
+replica answers 503 JSON, since nginx rejects an upstream with no servers. A traffic
+splitter picks an API with ``split_clients`` on ``$request_id`` and sends a copy of each
+request to its shadow API with ``mirror``. Replicas serve their predict route at
+``/predict``; the gateway rewrites ``/<endpoint>`` to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferry.runtime.base import ApiRoute, RoutingTable, SplitRoute
+
+__all__ = ["GatewayLayout", "GatewayOptions", "config_digest", "render"]
+
+REPLICA_PATH = "/predict"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ENDPOINT = re.compile(r"^/[A-Za-z0-9_.~/-]{1,200}$")
+_DIGEST = "@CONFIG_DIGEST@"
+_BUSY = "no replica could take the request (at capacity or unreachable)"
+_ADDRESS = re.compile(r"^[0-9.]+:[0-9]{1,5}$|^\[[0-9a-fA-F:]+\]:[0-9]{1,5}$")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayLayout:
+    """Where ferry's own nginx instance keeps its files (never the system nginx's)."""
+
+    prefix: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.prefix / "nginx.conf"
+
+    @property
+    def pid(self) -> Path:
+        return self.prefix / "nginx.pid"
+
+    @property
+    def error_log(self) -> Path:
+        return self.prefix / "logs" / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.prefix / "logs" / "access.log"
+
+    @property
+    def temp(self) -> Path:
+        return self.prefix / "temp"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    """Knobs of the rendered configuration."""
+
+    port: int = 8888
+    host: str = "127.0.0.1"
+    worker_processes: int = 1
+    upstream_timeout_s: float = 65.0  # above the replicas' default 60 s request timeout
+    max_body_bytes: int = 6 * 1024 * 1024
+    keepalive: int = 64
+    access_log: bool = True
+    user: str | None = None  # workers' user when the master runs as root
+
+
+def _json_body(error: str, code: str) -> str:
+    """A JSON body as an nginx single-quoted string."""
+    text = json.dumps({"error": error, "code": code})
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check(table: RoutingTable) -> None:
+    """Refuse names that could break out of the config (they come from user files)."""
+    names = [a.api for a in table.apis] + [s.name for s in table.splitters]
+    names += [api for s in table.splitters for api, _ in s.weights]
+    names += [s.shadow for s in table.splitters if s.shadow]
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"api name {name!r} is not allowed in a gateway route")
+    endpoints = [a.endpoint for a in table.apis] + [s.endpoint for s in table.splitters]
+    for endpoint in endpoints:
+        if not _ENDPOINT.match(endpoint) or "//" in endpoint or endpoint.startswith("/_ferry"):
+            raise ValueError(f"endpoint {endpoint!r} is not allowed in a gateway route")
+    if len(set(endpoints)) != len(endpoints):
+        raise ValueError("two routes share an endpoint")
+    addresses = [address for a in table.apis for address in a.addresses]
+    for address in addresses:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"replica address {address!r} is not HOST:PORT")
+
+
+def _upstream_name(api: str) -> str:
+    return "ferry_api_" + re.sub(r"[^A-Za-z0-9_]", "_", api)
+
+
+def _upstream(route: ApiRoute, options: GatewayOptions) -> list[str]:
+    name = _upstream_name(route.api)
+    lines = [f"upstream {name} {{", f"    zone {name} 64k;", "    least_conn;"]
+    for address in sorted(set(route.addresses)):
+        lines.append(f"    server {address} max_conns={max(1, route.max_concurrency)};")
+    lines += [
+        f"    keepalive {options.keepalive};",
+        "    keepalive_requests 100000;",
+        "    keepalive_timeout 4s;  # below the replicas' 5 s, so nginx closes idle ones first",
+        "}",
+    ]
+    return lines
+
+
+def _unavailable(api: str) -> str:
+    return f"return 503 {_json_body(f'api {api} has no ready replica', 'unavailable')};"
+
+
+def _proxy(api: str, routable: set[str]) -> str:
+    if api not in routable:
+        return _unavailable(api)
+    return f"proxy_pass http://{_upstream_name(api)}{REPLICA_PATH};"
+
+
+def _split_var(split: SplitRoute) -> str:
+    return "$ferry_split_" + re.sub(r"[^A-Za-z0-9_]", "_", split.name)
+
+
+def _split_clients(split: SplitRoute) -> list[str]:
+    lines = [f'split_clients "$request_id" {_split_var(split)} {{']
+    weighted = [(api, weight) for api, weight in split.weights if weight > 0]
+    for index, (api, weight) in enumerate(weighted):
+        key = "*" if index == len(weighted) - 1 else f"{weight}%"
+        lines.append(f"    {key} {api};")
+    return [*lines, "}"]
+
+
+def _split_locations(split: SplitRoute, routable: set[str]) -> list[str]:
+    internal = f"/_ferry/split/{split.name}"
+    mirror = split.shadow is not None and split.shadow in routable
+    lines = [f"location = {split.endpoint} {{"]
+    lines += [f"    rewrite ^ {internal}/{_split_var(split)} last;", "}"]
+    if mirror and split.shadow is not None:
+        lines += [
+            f"location = {internal}/shadow {{",
+            "    internal;",
+            f"    {_proxy(split.shadow, routable)}",
+            "}",
+        ]
+    for api in dict.fromkeys(api for api, weight in split.weights if weight > 0):
+        lines += [f"location = {internal}/{api} {{", "    internal;"]
+        if mirror:  # the mirror subrequest is issued here, after the internal redirect
+            lines += [f"    mirror {internal}/shadow;", "    mirror_request_body on;"]
+        lines += [f"    {_proxy(api, routable)}", "}"]
+    return lines
+
+
+def _main_block(layout: GatewayLayout, options: GatewayOptions) -> list[str]:
+    return [
+        "# Generated by ferry: the local cluster's gateway. Edits are overwritten.",
+        "daemon on;",
+        *([f"user {options.user};"] if options.user else []),
+        f"worker_processes {options.worker_processes};",
+        f"pid {layout.pid};",
+        f"error_log {layout.error_log} warn;",
+        "events {",
+        "    worker_connections 8192;",
+        "}",
+    ]
+
+
+def _http_settings(layout: GatewayLayout, options: GatewayOptions) -> list[str]:
+    timeout = f"{options.upstream_timeout_s:g}s"
+    temp = layout.temp
+    access = f"access_log {layout.access_log} ferry buffer=64k flush=1s;"
+    return [
+        "default_type application/json;",
+        "server_tokens off;",
+        'log_format ferry \'$remote_addr [$time_local] "$request" $status $body_bytes_sent '
+        "$request_time $upstream_addr $upstream_response_time $ferry_request_id';",
+        access if options.access_log else "access_log off;",
+        f"client_body_temp_path {temp}/client_body;",
+        f"proxy_temp_path {temp}/proxy;",
+        f"fastcgi_temp_path {temp}/fastcgi;",
+        f"uwsgi_temp_path {temp}/uwsgi;",
+        f"scgi_temp_path {temp}/scgi;",
+        f"client_max_body_size {options.max_body_bytes};",
+        "client_body_buffer_size 1m;",
+        "keepalive_requests 100000;",
+        "map $http_x_request_id $ferry_request_id {",
+        '    "" $request_id;',
+        "    default $http_x_request_id;",
+        "}",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Request-ID $ferry_request_id;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_connect_timeout 5s;",
+        f"proxy_send_timeout {timeout};",
+        f"proxy_read_timeout {timeout};",
+        "proxy_next_upstream error;  # connect failures only: a prediction is never re-sent",
+        "proxy_buffering off;",
+    ]
+
+
+def _server_block(table: RoutingTable, options: GatewayOptions, routable: set[str]) -> list[str]:
+    lines = [
+        f"listen {options.host}:{options.port} backlog=4096;",
+        "error_page 502 = @ferry_unavailable;",
+        "error_page 504 = @ferry_timeout;",
+        "location @ferry_unavailable {",
+        f"    return 503 {_json_body(_BUSY, 'unavailable')};",
+        "}",
+        "location @ferry_timeout {",
+        f"    return 504 {_json_body('the replica did not answer in time', 'timeout')};",
+        "}",
+        "location = /_ferry/healthz {  # the digest tells which config a worker runs",
+        f'    return 200 \'{{"status":"live","config":"{_DIGEST}"}}\';',
+        "}",
+        "location / {",
+        f"    return 404 {_json_body('no api is routed at this path', 'not_found')};",
+        "}",
+    ]
+    for route in sorted(table.apis, key=lambda r: r.endpoint):
+        lines += [f"location = {route.endpoint} {{", f"    {_proxy(route.api, routable)}", "}"]
+    for split in sorted(table.splitters, key=lambda s: s.endpoint):
+        lines += _split_locations(split, routable)
+    return lines
+
+
+def _indent(lines: list[str], depth: int) -> list[str]:
+    return [("    " * depth + line) if line else line for line in lines]
+
+
+def render(table: RoutingTable, layout: GatewayLayout, options: GatewayOptions) -> str:
+    """The whole ``nginx.conf`` for ``table``; deterministic, so unchanged routes re-render
+    byte for byte and need no reload."""
+    _check(table)
+    routable = {route.api for route in table.apis if route.addresses}
+    http: list[str] = _http_settings(layout, options)
+    for route in sorted(table.apis, key=lambda r: r.api):
+        if route.addresses:
+            http += _upstream(route, options)
+    for split in sorted(table.splitters, key=lambda s: s.name):
+        http += _split_clients(split)
+    http += ["server {", *_indent(_server_block(table, options, routable), 1), "}"]
+    lines = [*_main_block(layout, options), "http {", *_indent(http, 1), "}"]
+    text = "\n".join(lines) + "\n"
+    return text.replace(_DIGEST, hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def config_digest(text: str) -> str:
+    """The digest a rendered config answers on ``/_ferry/healthz`` (empty if none)."""
+    match = re.search(r'"config":"([0-9a-f]{16})"', text)
+    return match.group(1) if match else ""

@@ -1,0 +1,279 @@
+"""The local runtime for real: `ferry serve` replicas behind ferry's own nginx gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from ferry.config import ModelSpec
+from ferry.runtime.base import ApiRoute, ReplicaSpec, ReplicaState, ReplicaStatus, RoutingTable
+from ferry.runtime.local import LocalBackend
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+SLOW = """
+import time
+
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload):
+        time.sleep(1.5)
+        return {"slept": True}
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(
+    backend: LocalBackend, done: Callable[[dict[str, ReplicaStatus]], bool], timeout: float = 60
+) -> dict[str, ReplicaStatus]:
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = {s.replica_id: s for s in backend.observe()}
+        if done(statuses):
+            return statuses
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last observation: {statuses}")
+        time.sleep(0.1)
+
+
+def all_ready(ids: list[str]) -> Callable[[dict[str, ReplicaStatus]], bool]:
+    return lambda s: all(rid in s and s[rid].state is ReplicaState.READY for rid in ids)
+
+
+def replica(rid: str, api: str, model: ModelSpec, **server: Any) -> ReplicaSpec:
+    return ReplicaSpec(rid, api, "r1", model, server={"graceful_timeout_s": 5, **server})
+
+
+class Cluster:
+    def __init__(self, backend: LocalBackend, statuses: dict[str, ReplicaStatus]) -> None:
+        self.backend = backend
+        self.statuses = statuses
+        self.client = httpx.Client(base_url=backend.gateway_url, timeout=10)
+
+    def addresses(self, api: str) -> tuple[str, ...]:
+        found = [s.address for s in self.backend.observe() if s.api == api and s.state == "ready"]
+        return tuple(a for a in found if a)
+
+    def routes(self, **extra: Any) -> RoutingTable:
+        apis = [ApiRoute(api, f"/{api}", self.addresses(api)) for api in ("iris", "a", "b")]
+        return RoutingTable(apis=(*apis, *extra.get("apis", ())), splitters=extra.get("split", ()))
+
+
+REPLICAS = {
+    "iris-0": "iris",
+    "iris-1": "iris",
+    "a-0": "a",
+    "b-0": "b",
+    "shadow-0": "shadow",
+    "crashy-0": "crashy",
+    "slow-0": "slow",
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, iris_model_path: Path) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("local-runtime")
+    (root / "slow.py").write_text(SLOW)
+    backend = LocalBackend(root / "state", gateway_port=free_port())
+    uri = str(iris_model_path)
+    models = {
+        "iris": ModelSpec(uri=uri),
+        "a": ModelSpec(uri=uri, labels={0: "a", 1: "a", 2: "a"}),
+        "b": ModelSpec(uri=uri, labels={0: "b", 1: "b", 2: "b"}),
+        "shadow": ModelSpec(uri=uri),
+        "crashy": ModelSpec(uri=uri),
+        "slow": ModelSpec(uri=f"{root / 'slow.py'}:PythonPredictor", framework="python"),
+    }
+    try:
+        for rid, api in REPLICAS.items():
+            backend.start_replica(replica(rid, api, models[api]))
+        statuses = wait_for(backend, all_ready(list(REPLICAS)))
+        cluster = Cluster(backend, statuses)
+        yield cluster
+        cluster.client.close()
+    finally:
+        pids = [s.pid for s in backend.observe() if s.pid]
+        backend.shutdown(timeout=10)
+        assert backend.observe() == []
+        backend.close()
+        for pid in pids:  # no orphans: every replica process group is gone
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+
+
+def test_predictions_through_the_gateway_equal_the_model(cluster: Cluster, iris_model: Any) -> None:
+    cluster.backend.apply_routes(cluster.routes())
+    answer = cluster.client.post("/iris", json=ROWS, headers={"x-request-id": "req-42"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == iris_model.predict(np.array(ROWS)).tolist()
+    assert answer.headers["x-request-id"] == "req-42"
+    missing = cluster.client.post("/nowhere", json=ROWS)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
+    deadline = time.monotonic() + 5
+    while True:
+        lines = list(cluster.backend.logs("iris", tail=50))
+        if any("POST /predict" in line and "req-42" in line for line in lines):
+            break
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.1)
+    assert any(line.startswith("[iris-0] ") for line in lines)
+
+
+def test_an_api_without_ready_replicas_answers_503_json(cluster: Cluster) -> None:
+    cluster.backend.apply_routes(cluster.routes(apis=(ApiRoute("ghost", "/ghost", ()),)))
+    answer = cluster.client.post("/ghost", json=ROW)
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "api ghost has no ready replica", "code": "unavailable"}
+
+
+def shadow_requests(cluster: Cluster) -> float:
+    (address,) = cluster.addresses("shadow")
+    text = httpx.get(f"http://{address}/metrics").text
+    return sum(
+        float(line.rsplit(None, 1)[1])
+        for line in text.splitlines()
+        if line.startswith("ferry_requests_total{") and 'route="/predict"' in line
+    )
+
+
+def test_a_splitter_splits_by_weight_and_copies_to_its_shadow(cluster: Cluster) -> None:
+    from ferry.runtime.base import SplitRoute
+
+    split = SplitRoute("ab", "/ab", (("a", 80), ("b", 20)), shadow="shadow")
+    shadow = ApiRoute("shadow", "/shadow", cluster.addresses("shadow"))
+    cluster.backend.apply_routes(cluster.routes(apis=(shadow,), split=(split,)))
+    before = shadow_requests(cluster)
+    answers = [cluster.client.post("/ab", json=ROW) for _ in range(200)]
+    assert all(a.status_code == 200 for a in answers)
+    share_a = sum(a.json() == ["a"] for a in answers) / len(answers)
+    assert 0.68 <= share_a <= 0.92, share_a
+    deadline = time.monotonic() + 5
+    while shadow_requests(cluster) - before < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert shadow_requests(cluster) - before == 200
+
+
+def test_reloads_under_continuous_load_fail_no_request(cluster: Cluster) -> None:
+    cluster.backend.apply_routes(cluster.routes())
+    failures: list[str] = []
+    sent = [0]
+    stop = threading.Event()
+
+    retried = [0]
+
+    def post(client: httpx.Client) -> httpx.Response:
+        try:
+            return client.post("/iris", json=ROW)
+        except (httpx.RemoteProtocolError, httpx.ReadError):  # disconnected, or reset
+            # nginx's old workers close idle kept-alive connections on reload; a request
+            # racing that close was never read, and clients retry it (as Go and browsers do)
+            retried[0] += 1
+            return client.post("/iris", json=ROW)
+
+    def load() -> None:
+        with httpx.Client(base_url=cluster.backend.gateway_url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    answer = post(client)
+                    if answer.status_code != 200:
+                        failures.append(f"{answer.status_code} {answer.text}")
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                sent[0] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    iris = cluster.addresses("iris")
+    for index in range(5):  # each change really reloads nginx
+        subset = iris[index % 2 :] if index % 2 else iris
+        extra = (ApiRoute(f"extra{index}", f"/extra{index}", ()),)
+        table = cluster.routes(apis=extra)
+        table = RoutingTable(
+            apis=(ApiRoute("iris", "/iris", subset), *table.apis[1:]), splitters=()
+        )
+        cluster.backend.apply_routes(table)
+        time.sleep(0.4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert sent[0] > 50
+    assert failures == []
+    assert retried[0] <= 4 * 5  # at most one per connection per reload
+
+
+def test_a_killed_replica_is_restarted_and_ready_again(cluster: Cluster) -> None:
+    old = cluster.statuses["crashy-0"]
+    assert old.pid is not None
+    os.kill(old.pid, signal.SIGKILL)
+    failed = wait_for(cluster.backend, lambda s: s["crashy-0"].state is ReplicaState.FAILED, 5)
+    assert "SIGKILL" in failed["crashy-0"].reason
+    assert not failed["crashy-0"].cannot_boot
+    statuses = wait_for(cluster.backend, all_ready(["crashy-0"]))
+    assert statuses["crashy-0"].pid != old.pid
+    assert statuses["crashy-0"].restarts == 1
+
+
+def test_a_replica_that_cannot_boot_fails_with_the_reason_and_is_not_restarted(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    spec = replica("broken-0", "broken", ModelSpec(uri=str(tmp_path / "missing.joblib")))
+    cluster.backend.start_replica(spec)
+    statuses = wait_for(cluster.backend, lambda s: s["broken-0"].state is ReplicaState.FAILED, 30)
+    broken = statuses["broken-0"]
+    assert broken.cannot_boot
+    assert "missing.joblib" in broken.reason
+    time.sleep(1.5)
+    again = {s.replica_id: s for s in cluster.backend.observe()}["broken-0"]
+    assert (again.pid, again.restarts, again.state) == (broken.pid, 0, ReplicaState.FAILED)
+    cluster.backend.stop_replica("broken-0")
+    assert "broken-0" not in {s.replica_id for s in cluster.backend.observe()}
+
+
+def test_a_new_backend_over_the_same_state_adopts_running_replicas(cluster: Cluster) -> None:
+    before = {s.replica_id: s.pid for s in cluster.backend.observe()}
+    second = LocalBackend(cluster.backend.state_dir, gateway_port=0)
+    try:
+        after = {s.replica_id: s.pid for s in second.observe()}
+    finally:
+        second.close()
+    assert after == before
+
+
+def test_stop_replica_drains_an_in_flight_request(cluster: Cluster) -> None:
+    (address,) = cluster.addresses("slow")
+    result: list[httpx.Response] = []
+    worker = threading.Thread(
+        target=lambda: result.append(httpx.post(f"http://{address}/predict", json=1, timeout=10))
+    )
+    worker.start()
+    time.sleep(0.5)  # the request is inside predict now
+    cluster.backend.stop_replica("slow-0")
+    states = {s.replica_id: s.state for s in cluster.backend.observe()}
+    assert states.get("slow-0") in (ReplicaState.TERMINATING, None)
+    worker.join()
+    assert result[0].status_code == 200
+    assert result[0].json() == {"slept": True}
+    assert cluster.backend.wait_stopped(["slow-0"], timeout=10)

@@ -1,0 +1,131 @@
+"""The gateway's nginx config: what it routes where, and that nginx itself accepts it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ferry.runtime.base import ApiRoute, RoutingTable, SplitRoute
+from ferry.runtime.local.nginx_conf import GatewayLayout, GatewayOptions, render
+
+IRIS = ApiRoute("iris", "/iris", ("127.0.0.1:9002", "127.0.0.1:9001"), max_concurrency=8)
+EMPTY = ApiRoute("empty", "/empty", ())
+SPLIT = SplitRoute("split", "/split", (("iris", 80), ("empty", 20)), shadow="iris")
+TABLE = RoutingTable(apis=(IRIS, EMPTY), splitters=(SPLIT,))
+
+
+def conf(tmp_path: Path, table: RoutingTable = TABLE, **options: object) -> str:
+    return render(table, GatewayLayout(tmp_path / "gw"), GatewayOptions(**options))  # type: ignore[arg-type]
+
+
+def block(text: str, header: str) -> str:
+    """The lines of the block opened by ``header`` up to its closing brace."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == header + " {")
+    depth, out = 0, []
+    for line in lines[start:]:
+        depth += line.count("{") - line.count("}")
+        out.append(line.strip())
+        if depth == 0:
+            break
+    return "\n".join(out)
+
+
+def test_an_api_proxies_to_an_upstream_of_its_replicas(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    upstream = block(text, "upstream ferry_api_iris")
+    assert "least_conn;" in upstream
+    assert "server 127.0.0.1:9001 max_conns=8;" in upstream
+    assert "server 127.0.0.1:9002 max_conns=8;" in upstream
+    assert "keepalive 64;" in upstream
+    assert "zone ferry_api_iris 64k;" in upstream  # max_conns is shared by all workers
+    assert "proxy_pass http://ferry_api_iris/predict;" in block(text, "location = /iris")
+
+
+def test_an_api_without_replicas_answers_503_json_and_has_no_upstream(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    assert "upstream ferry_api_empty" not in text  # nginx rejects an empty upstream
+    location = block(text, "location = /empty")
+    assert (
+        'return 503 \'{"error": "api empty has no ready replica", "code": "unavailable"}\';'
+        in location
+    )
+    assert "default_type application/json;" in text
+
+
+def test_a_splitter_splits_by_weight_and_mirrors_to_its_shadow(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    split = block(text, 'split_clients "$request_id" $ferry_split_split')
+    assert "80% iris;" in split
+    assert "* empty;" in split
+    assert "rewrite ^ /_ferry/split/split/$ferry_split_split last;" in block(
+        text, "location = /split"
+    )
+    to_iris = block(text, "location = /_ferry/split/split/iris")
+    assert "internal;" in to_iris
+    assert "mirror /_ferry/split/split/shadow;" in to_iris
+    assert "mirror_request_body on;" in to_iris
+    shadow = block(text, "location = /_ferry/split/split/shadow")
+    assert "proxy_pass http://ferry_api_iris/predict;" in shadow
+
+
+def test_a_shadow_without_replicas_is_not_mirrored(tmp_path: Path) -> None:
+    split = SplitRoute("s", "/s", (("iris", 100),), shadow="empty")
+    text = conf(tmp_path, RoutingTable(apis=(IRIS, EMPTY), splitters=(split,)))
+    assert "mirror" not in text
+
+
+def test_limits_timeouts_unknown_paths_and_request_ids(tmp_path: Path) -> None:
+    text = conf(tmp_path, port=18080, upstream_timeout_s=70)
+    assert "listen 127.0.0.1:18080" in text
+    assert "client_max_body_size 6291456;" in text
+    assert "proxy_read_timeout 70s;" in text
+    assert "proxy_set_header X-Request-ID $ferry_request_id;" in text
+    assert '"" $request_id;' in text
+    assert "no api is routed at this path" in block(text, "location /")
+    assert "error_page 502 = @ferry_unavailable;" in text
+
+
+def test_rendering_is_deterministic_and_files_stay_under_the_prefix(tmp_path: Path) -> None:
+    shuffled = RoutingTable(apis=(EMPTY, IRIS), splitters=(SPLIT,))
+    assert conf(tmp_path) == conf(tmp_path, shuffled)
+    text = conf(tmp_path)
+    for directive in ("pid", "error_log", "access_log", "client_body_temp_path"):
+        line = next(x for x in text.splitlines() if x.strip().startswith(directive + " "))
+        assert str(tmp_path / "gw") in line
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        RoutingTable(apis=(ApiRoute("x;y", "/x", ()),)),
+        RoutingTable(apis=(ApiRoute("x", "/x y", ()),)),
+        RoutingTable(apis=(ApiRoute("x", "/_ferry/healthz", ()),)),
+        RoutingTable(apis=(ApiRoute("x", "/x", ("127.0.0.1:1; evil",)),)),
+        RoutingTable(apis=(ApiRoute("x", "/x", ()), ApiRoute("y", "/x", ()))),
+    ],
+)
+def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: RoutingTable) -> None:
+    with pytest.raises(ValueError, match=r"not allowed|not HOST:PORT|share an endpoint"):
+        conf(tmp_path, table)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [RoutingTable(), TABLE, RoutingTable(apis=(EMPTY,), splitters=(SPLIT,))],
+    ids=["empty", "full", "nothing-ready"],
+)
+def test_nginx_accepts_the_rendered_config(tmp_path: Path, table: RoutingTable) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (scripts/install-os-packages)")
+    layout = GatewayLayout(tmp_path / "gw")
+    for path in (layout.prefix, layout.error_log.parent, layout.temp):
+        path.mkdir(parents=True)
+    layout.conf.write_text(render(table, layout, GatewayOptions(port=1)))
+    argv = [nginx, "-t", "-p", f"{layout.prefix}/", "-e", str(layout.error_log)]
+    result = subprocess.run([*argv, "-c", str(layout.conf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
