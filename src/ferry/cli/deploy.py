@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ferry.apispec import load_project
+from ferry.cli.aws_deploy import aws_deploy, aws_options, env_option
 from ferry.cli.connection import connect
 from ferry.cli.render import console, output_option, print_json
 from ferry.control.client import ControlClient
@@ -24,13 +25,18 @@ _ACTIONS = {"created": "creating", "updated": "updating", "unchanged": "up to da
 @click.argument("path", default=".", type=click.Path(path_type=Path))
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until live.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait.")
+@env_option
+@aws_options
 @output_option
-def deploy(path: Path, wait: bool, timeout: float, output: str) -> None:
+def deploy(path: Path, wait: bool, timeout: float, output: str, env: str, **aws: Any) -> None:
     """Deploy the APIs of PATH (a ferry.yaml or cortex.yaml, or a folder holding one).
 
     Starts the local cluster if it is not running, then shows progress until every API
     is live; exits non-zero with the reason if one goes to error.
     """
+    if env != "local":
+        aws_deploy(path, env, output, **aws)
+        return
     project = load_project(path, check_splitter_targets=False)  # fail fast, locally
     client = connect(start=True)
     try:

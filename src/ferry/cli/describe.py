@@ -9,6 +9,7 @@ import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from ferry.cli.aws_deploy import aws_describe, env_option
 from ferry.cli.connection import connect
 from ferry.cli.get import api_view
 from ferry.cli.render import age, console, output_option, print_json, table
@@ -19,9 +20,14 @@ __all__ = ["describe"]
 @click.command()
 @click.argument("api")
 @click.option("--events", "limit", type=int, default=20, show_default=True, help="Events shown.")
+@env_option
+@click.option("--region", envvar="AWS_REGION", help="AWS region (--env sagemaker|ecs).")
 @output_option
-def describe(api: str, limit: int, output: str) -> None:
+def describe(api: str, limit: int, output: str, env: str, region: str | None) -> None:
     """Show API's replicas (state, revision, address, restarts) and its recent events."""
+    if env != "local":
+        aws_describe(env, api, output, region)
+        return
     client = connect()
     try:
         detail = client.api(api)

@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from ferry.cli.aws_deploy import aws_get, env_option
 from ferry.cli.connection import connect
 from ferry.cli.render import age, console, duration_ms, output_option, print_json, table
 from ferry.control.client import ControlClient
@@ -25,9 +26,14 @@ COLUMNS = (
 @click.command()
 @click.argument("api", required=False)
 @click.option("-w", "--watch", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
+@env_option
+@click.option("--region", envvar="AWS_REGION", help="AWS region (--env sagemaker|ecs).")
 @output_option
-def get(api: str | None, watch: bool, output: str) -> None:
+def get(api: str | None, watch: bool, output: str, env: str, region: str | None) -> None:
     """List the deployed APIs, or show one API: endpoint, replicas, revision, a curl example."""
+    if env != "local":
+        aws_get(env, api, output, region)
+        return
     client = connect()
     try:
         if output == "json":

@@ -7,10 +7,12 @@ import sys
 import click
 
 from ferry import __version__
+from ferry.cli.build import build
 from ferry.cli.cluster import cluster
 from ferry.cli.delete import delete
 from ferry.cli.deploy import deploy
 from ferry.cli.describe import describe
+from ferry.cli.export import export
 from ferry.cli.get import get
 from ferry.cli.init import init
 from ferry.cli.lifecycle import refresh, rollback
@@ -41,6 +43,8 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(build)
+cli.add_command(export)
 for _command in (init, deploy, get, describe, logs, predict, delete, refresh, rollback, cluster):
     cli.add_command(_command)
 
