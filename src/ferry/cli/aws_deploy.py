@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ferry.apispec import Project, load_project
 from ferry.errors import ConfigError
-from ferry.runtime.aws import cleanup, ecs, sagemaker
-from ferry.runtime.aws.plan import SageMakerOptions
-from ferry.runtime.aws.session import AwsTarget
-from ferry.runtime.aws.status import list_endpoints
+
+if TYPE_CHECKING:  # boto3 is imported only when an AWS environment is used
+    from ferry.runtime.aws import ecs
+    from ferry.runtime.aws.plan import SageMakerOptions
 
 __all__ = [
     "ENVS",
@@ -95,6 +95,9 @@ def _progress(output: str) -> Callable[[str], None]:
 
 def aws_deploy(path: Path, env: str, output: str, api: str | None = None, **flags: Any) -> None:
     """``ferry deploy PATH --env sagemaker|ecs``: deploy every API of PATH (or ``api``)."""
+    from ferry.runtime.aws import ecs, sagemaker
+    from ferry.runtime.aws.session import AwsTarget
+
     project = load_project(path)
     target = AwsTarget(region=flags.get("region"))
     names = [api] if api else deploy_names(project, env)
@@ -116,6 +119,8 @@ def aws_deploy(path: Path, env: str, output: str, api: str | None = None, **flag
 
 
 def _sagemaker_options(flags: dict[str, Any]) -> SageMakerOptions:
+    from ferry.runtime.aws.plan import SageMakerOptions
+
     return SageMakerOptions(
         image_uri=_need(flags.get("image"), "--image URI", "sagemaker"),
         role_arn=_need(flags.get("role"), "--role ARN", "sagemaker"),
@@ -125,6 +130,8 @@ def _sagemaker_options(flags: dict[str, Any]) -> SageMakerOptions:
 
 
 def _ecs_options(flags: dict[str, Any]) -> ecs.EcsOptions:
+    from ferry.runtime.aws import ecs
+
     return ecs.EcsOptions(
         image_uri=_need(flags.get("image"), "--image URI", "ecs"),
         vpc_id=_need(flags.get("vpc"), "--vpc ID", "ecs"),
@@ -134,7 +141,12 @@ def _ecs_options(flags: dict[str, Any]) -> ecs.EcsOptions:
     )
 
 
-def _rows(env: str, target: AwsTarget, api: str | None) -> list[dict[str, Any]]:
+def _rows(env: str, region: str | None, api: str | None) -> list[dict[str, Any]]:
+    from ferry.runtime.aws import ecs, sagemaker
+    from ferry.runtime.aws.session import AwsTarget
+    from ferry.runtime.aws.status import list_endpoints
+
+    target = AwsTarget(region=region)
     if env == "sagemaker":
         sm = target.client("sagemaker")
         found: list[Any] = [sagemaker.status(api, target)] if api else list_endpoints(sm)
@@ -147,7 +159,7 @@ def aws_get(env: str, api: str | None, output: str, region: str | None = None) -
     """``ferry get [API] --env sagemaker|ecs``: one line per endpoint or stack."""
     from ferry.cli.render import console, print_json, table
 
-    rows = _rows(env, AwsTarget(region=region), api)
+    rows = _rows(env, region, api)
     if output == "json":
         print_json({"env": env, "apis": rows})
     elif not rows:
@@ -164,7 +176,7 @@ def aws_describe(env: str, api: str, output: str, region: str | None = None) -> 
     """``ferry describe API --env sagemaker|ecs``: status, variants or outputs, failure."""
     from ferry.cli.render import print_json
 
-    row = _rows(env, AwsTarget(region=region), api)[0]
+    row = _rows(env, region, api)[0]
     if output == "json":
         print_json(row)
         return
@@ -186,6 +198,8 @@ def aws_delete(
 ) -> None:
     """``ferry delete API --env sagemaker|ecs``: remove everything ferry created for API."""
     from ferry.cli.render import print_json
+    from ferry.runtime.aws import cleanup, ecs
+    from ferry.runtime.aws.session import AwsTarget
 
     target = AwsTarget(region=region)
     if env == "sagemaker":

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from ferry import __version__
-from ferry.cli.build import build
-from ferry.cli.cluster import cluster
-from ferry.cli.delete import delete
-from ferry.cli.deploy import deploy
-from ferry.cli.describe import describe
-from ferry.cli.export import export
-from ferry.cli.get import get
-from ferry.cli.init import init
-from ferry.cli.lifecycle import refresh, rollback
-from ferry.cli.logs import logs
-from ferry.cli.predict import predict
-from ferry.cli.serve import serve
 from ferry.errors import ArtifactError, ConfigError, FerryError, ModelLoadError
 
 __all__ = ["EXIT_CANNOT_BOOT", "EXIT_ERROR", "EXIT_USAGE", "cli", "main", "run"]
@@ -28,7 +17,42 @@ EXIT_USAGE = 2
 EXIT_CANNOT_BOOT = 3  # the model cannot be fetched or loaded: restarting will not help
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Each command's module is imported only when that command runs: `ferry serve` must not pay
+# for importing the packaging, AWS and control-plane code at every start.
+_COMMANDS = {
+    "serve": "ferry.cli.serve:serve",
+    "build": "ferry.cli.build:build",
+    "export": "ferry.cli.export:export",
+    "init": "ferry.cli.init:init",
+    "deploy": "ferry.cli.deploy:deploy",
+    "get": "ferry.cli.get:get",
+    "describe": "ferry.cli.describe:describe",
+    "logs": "ferry.cli.logs:logs",
+    "predict": "ferry.cli.predict:predict",
+    "delete": "ferry.cli.delete:delete",
+    "refresh": "ferry.cli.lifecycle:refresh",
+    "rollback": "ferry.cli.lifecycle:rollback",
+    "cluster": "ferry.cli.cluster:cluster",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), name)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="ferry")
 def cli() -> None:
     """ferry: serve, deploy and monitor machine-learning models.
@@ -40,13 +64,6 @@ def cli() -> None:
 
     Every command takes --help. Docs: docs/quickstart.md.
     """
-
-
-cli.add_command(serve)
-cli.add_command(build)
-cli.add_command(export)
-for _command in (init, deploy, get, describe, logs, predict, delete, refresh, rollback, cluster):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,8 @@ def test_cli_errors_are_one_line_without_traceback(capsys: pytest.CaptureFixture
 
 def test_every_serve_flag_is_documented() -> None:
     documented = DOCS.read_text()
-    command = cli.commands["serve"]
+    from ferry.cli.serve import serve as command
+
     for param in command.params:
         for flag in param.opts + param.secondary_opts:
             if flag.startswith("--"):
