@@ -85,7 +85,9 @@ def test_deploy_predict_survive_a_control_plane_kill_and_tear_down(cluster: Clus
     assert "iris is live" in deployed.stdout
 
     answers = [
-        httpx.post(f"{cluster.gateway}/iris", content=(cluster.project / "sample.json").read_bytes())
+        httpx.post(
+            f"{cluster.gateway}/iris", content=(cluster.project / "sample.json").read_bytes()
+        )
         for _ in range(40)
     ]
     assert {a.status_code for a in answers} == {200}
