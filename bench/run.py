@@ -305,6 +305,22 @@ def inprocess(model: str, seconds: float) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def load_floor(model: str) -> float:
+    """Seconds for a bare Python process to import the framework and joblib.load the model.
+
+    Every contender pays this before it can answer; a server's cold start above it is the
+    server's own cost.
+    """
+    code = f"import joblib; joblib.load({str(MODELS / f'{model}.joblib')!r})"
+    started = time.perf_counter()
+    subprocess.run(
+        ["taskset", "-c", SERVER_CPU, str(ROOT / ".venv/bin/python"), "-c", code],
+        check=True,
+        timeout=120,
+    )
+    return time.perf_counter() - started
+
+
 def median_inprocess(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rounds if "error" not in r]
     if not ok:
@@ -479,6 +495,7 @@ def main() -> int:
             result["inprocess_rounds"].setdefault(m, []).append(
                 inprocess(m, 1.0 if args.quick else 2.0)
             )
+            result.setdefault("load_floor_rounds", {}).setdefault(m, []).append(load_floor(m))
             pairs = [n for (mm, n) in plan if mm == m]
             # interleave: rotate the order every round so no contender always goes first
             k = r % len(pairs) if pairs else 0
