@@ -207,7 +207,7 @@ def test_reloads_under_continuous_load_fail_no_request(cluster: Cluster) -> None
     for thread in threads:
         thread.start()
     iris = cluster.addresses("iris")
-    for index in range(5):  # each change really reloads nginx
+    for index in range(5):  # each change (a new api) really reloads nginx
         subset = iris[index % 2 :] if index % 2 else iris
         extra = (ApiRoute(f"extra{index}", f"/extra{index}", ()),)
         table = cluster.routes(apis=extra)
@@ -222,6 +222,21 @@ def test_reloads_under_continuous_load_fail_no_request(cluster: Cluster) -> None
     assert sent[0] > 50
     assert failures == []
     assert retried[0] <= 4 * 5  # at most one per connection per reload
+
+
+def test_replica_route_changes_never_reload_nginx(cluster: Cluster) -> None:
+    cluster.backend.apply_routes(cluster.routes())
+    gateway = cluster.backend.state_dir / "gateway"
+    before = ((gateway / "nginx.pid").read_text(), (gateway / "nginx.conf").stat().st_mtime_ns)
+    reloads = cluster.backend.gateway_reloads()
+    iris = cluster.addresses("iris")
+    for subset in (iris[:1], iris[1:], (), iris):  # as replicas come, go and drain
+        table = cluster.routes()
+        table = RoutingTable(apis=(ApiRoute("iris", "/iris", subset), *table.apis[1:]))
+        cluster.backend.apply_routes(table)
+        assert cluster.client.post("/iris", json=ROW).status_code == 200  # slots, not routes
+    after = ((gateway / "nginx.pid").read_text(), (gateway / "nginx.conf").stat().st_mtime_ns)
+    assert (after, cluster.backend.gateway_reloads()) == (before, reloads)
 
 
 def test_a_killed_replica_is_restarted_and_ready_again(cluster: Cluster) -> None:

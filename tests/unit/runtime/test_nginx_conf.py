@@ -17,8 +17,17 @@ SPLIT = SplitRoute("split", "/split", (("iris", 80), ("empty", 20)), shadow="iri
 TABLE = RoutingTable(apis=(IRIS, EMPTY), splitters=(SPLIT,))
 
 
-def conf(tmp_path: Path, table: RoutingTable = TABLE, **options: object) -> str:
-    return render(table, GatewayLayout(tmp_path / "gw"), GatewayOptions(**options))  # type: ignore[arg-type]
+SLOTS = {"iris": (9003, 9001), "split": (9100,)}  # slots of an api not routed are unused
+
+
+def conf(
+    tmp_path: Path,
+    table: RoutingTable = TABLE,
+    slots: dict[str, tuple[int, ...]] | None = None,
+    **options: object,
+) -> str:
+    layout = GatewayLayout(tmp_path / "gw")
+    return render(table, layout, GatewayOptions(**options), slots)  # type: ignore[arg-type]
 
 
 def block(text: str, header: str) -> str:
@@ -38,11 +47,37 @@ def test_an_api_proxies_to_an_upstream_of_its_replicas(tmp_path: Path) -> None:
     text = conf(tmp_path)
     upstream = block(text, "upstream ferry_api_iris")
     assert "least_conn;" in upstream
-    assert "server 127.0.0.1:9001 max_conns=8;" in upstream
-    assert "server 127.0.0.1:9002 max_conns=8;" in upstream
+    for port in (9001, 9002):
+        assert f"server 127.0.0.1:{port} max_conns=8 max_fails=1 fail_timeout=1s;" in upstream
+        assert f"server 127.0.0.1:{port} max_conns=8 max_fails=0 backup;" in upstream
     assert "keepalive 64;" in upstream
     assert "zone ferry_api_iris 64k;" in upstream  # max_conns is shared by all workers
     assert "proxy_pass http://ferry_api_iris/predict;" in block(text, "location = /iris")
+
+
+def test_every_slot_is_in_the_upstream_whether_a_replica_listens_there_or_not(
+    tmp_path: Path,
+) -> None:
+    upstream = block(conf(tmp_path, slots=SLOTS), "upstream ferry_api_iris")
+    servers = [line for line in upstream.splitlines() if line.startswith("server ")]
+    assert [line.split()[1] for line in servers] == [
+        f"127.0.0.1:{port}" for port in (9001, 9002, 9003) * 2
+    ]  # the route's addresses and the slots, once as primaries and once as backups
+    assert conf(tmp_path, slots=SLOTS) == conf(
+        tmp_path,
+        RoutingTable(apis=(ApiRoute("iris", "/iris", (), 8), EMPTY), splitters=(SPLIT,)),
+        {"iris": (9001, 9002, 9003)},
+    )  # which replicas are ready does not change the config: no reload
+    slotted = conf(tmp_path, RoutingTable(apis=(EMPTY,)), {"empty": (9005,)})
+    assert "server 127.0.0.1:9005 max_conns=1024;" in block(slotted, "upstream ferry_api_empty")
+    assert "proxy_pass http://ferry_api_empty/predict;" in block(slotted, "location = /empty")
+
+
+def test_failed_attempts_go_on_to_the_next_slot_and_end_in_503_json(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    assert "proxy_next_upstream error http_503 non_idempotent;" in text
+    assert "error_page 502 = @ferry_unavailable;" in text
+    assert '"code": "unavailable"' in block(text, "location @ferry_unavailable")
 
 
 def test_an_api_without_replicas_answers_503_json_and_has_no_upstream(tmp_path: Path) -> None:
@@ -118,14 +153,17 @@ def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: Ro
     [RoutingTable(), TABLE, RoutingTable(apis=(EMPTY,), splitters=(SPLIT,))],
     ids=["empty", "full", "nothing-ready"],
 )
-def test_nginx_accepts_the_rendered_config(tmp_path: Path, table: RoutingTable) -> None:
+@pytest.mark.parametrize("slots", [None, SLOTS], ids=["no-slots", "slots"])
+def test_nginx_accepts_the_rendered_config(
+    tmp_path: Path, table: RoutingTable, slots: dict[str, tuple[int, ...]] | None
+) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.skip("nginx is not installed (scripts/install-os-packages)")
     layout = GatewayLayout(tmp_path / "gw")
     for path in (layout.prefix, layout.error_log.parent, layout.temp):
         path.mkdir(parents=True)
-    layout.conf.write_text(render(table, layout, GatewayOptions(port=1)))
+    layout.conf.write_text(render(table, layout, GatewayOptions(port=1), slots))
     argv = [nginx, "-t", "-p", f"{layout.prefix}/", "-e", str(layout.error_log)]
     result = subprocess.run([*argv, "-c", str(layout.conf)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -82,7 +82,12 @@ def supervisor(tmp_path: Path, world: World) -> ReplicaSupervisor:
     processes, prober, clock = world
     ports = iter(range(20000, 21000))
     return ReplicaSupervisor(
-        tmp_path, processes=processes, prober=prober, clock=clock, port_finder=lambda: next(ports)
+        tmp_path,
+        processes=processes,
+        prober=prober,
+        clock=clock,
+        port_finder=lambda: next(ports),
+        port_free=lambda port: True,
     )
 
 
@@ -241,3 +246,53 @@ def test_bad_settings_fail_at_start_not_as_a_crashing_process(tmp_path: Path, wo
     with pytest.raises(ValueError):
         sup.start(spec(workers=0))
     assert sup.observe() == []
+
+
+def test_replicas_take_turns_on_fixed_slots_that_survive_a_restart(
+    tmp_path: Path, world: World
+) -> None:
+    processes, _, _ = world
+    sup = supervisor(tmp_path, world)
+    for name in ("a", "b"):
+        sup.start(spec(f"iris-{name}"))
+    ports = {s.replica_id: s.address for s in sup.observe()}
+    assert ports == {"iris-a": "127.0.0.1:20000", "iris-b": "127.0.0.1:20001"}
+    assert sup.slots() == {"iris": (20000, 20001, 20002, 20003)}  # MIN_SLOTS at first use
+    sup.start(spec("iris-c"))
+    sup.stop("iris-a")
+    processes.exit(sup.pid("iris-a") or 0, 0)
+    sup.tick()
+    sup.start(spec("iris-d"))  # a's slot is free again, but the lowest free one is first
+    sup.start(spec("iris-e"))
+    sup.start(spec("iris-f"))  # every slot is taken: one more
+    addresses = {s.replica_id: s.address for s in sup.observe()}
+    assert addresses == {
+        "iris-b": "127.0.0.1:20001",
+        "iris-c": "127.0.0.1:20002",
+        "iris-d": "127.0.0.1:20000",
+        "iris-e": "127.0.0.1:20003",
+        "iris-f": "127.0.0.1:20004",
+    }
+    again = supervisor(tmp_path, world)
+    assert again.slots() == {"iris": (20000, 20001, 20002, 20003, 20004)}
+    again.release_slots(set())  # replicas still hold them
+    assert set(again.slots()) == {"iris"}
+    for rid in again.ids():
+        again.stop(rid, drain=False)
+        processes.exit(again.pid(rid) or 0, -9)
+    again.tick()
+    again.release_slots({"other"})  # iris is deleted and has no replica left
+    assert again.slots() == {}
+
+
+def test_a_crashed_replica_restarts_on_its_own_slot(tmp_path: Path, world: World) -> None:
+    processes, _, clock = world
+    sup = supervisor(tmp_path, world)
+    sup.start(spec("iris-a"))
+    sup.start(spec("iris-b"))
+    processes.exit(sup.pid("iris-b") or 0, -9)
+    sup.tick()
+    clock.now += 1
+    sup.tick()
+    status = {s.replica_id: s for s in sup.observe()}["iris-b"]
+    assert (status.address, status.restarts) == ("127.0.0.1:20001", 1)

@@ -27,6 +27,10 @@ log = logging.getLogger("ferry.runtime.local")
 class LocalBackend:
     """Replicas as supervised local processes behind ferry's own nginx.
 
+    Each API gets fixed upstream slots (ports its replicas take turns on) that the gateway
+    always lists, so starting, stopping or losing a replica never reloads nginx; an empty
+    or draining slot refuses and nginx tries the next (decision 0007).
+
     Every method is idempotent. ``stop_replica`` returns at once: the replica is reported
     ``TERMINATING`` while it drains (SIGTERM, then SIGKILL after its graceful timeout + 2 s)
     and disappears from ``observe()`` once gone. ``close()`` leaves replicas and gateway
@@ -52,6 +56,9 @@ class LocalBackend:
         self._gateway = NginxGateway(self.state_dir / "gateway", options, binary=nginx)
         self._replicas = ReplicaSupervisor(self.state_dir)
         self._routes_applied = self._gateway.pid() is not None
+        self._table: RoutingTable | None = None
+        self._reloads = 0
+        self._applied_slots: dict[str, tuple[int, ...]] = {}
         self._stop = threading.Event()
         self._ticker = threading.Thread(
             target=self._tick_forever, args=(tick_s,), name="ferry-local-ticker", daemon=True
@@ -68,13 +75,36 @@ class LocalBackend:
 
     def start_replica(self, spec: ReplicaSpec) -> None:
         self._replicas.start(spec)
+        self._apply_slots()  # the API's first replica, or one slot more: a reload
 
     def stop_replica(self, replica_id: str, *, drain: bool = True) -> None:
         self._replicas.stop(replica_id, drain=drain)
 
     def apply_routes(self, table: RoutingTable) -> None:
-        self._gateway.apply(table)
+        """Route each API over all of its slots: membership changes need no reload, so
+        this reloads nginx only for a new API, endpoint, splitter or limit."""
+        self._replicas.release_slots({route.api for route in table.apis})
+        self._apply(table)
+        self._table = table
         self._routes_applied = True
+
+    def _apply(self, table: RoutingTable) -> None:
+        slots = self._replicas.slots()
+        self._reloads += self._gateway.apply(table, slots)
+        self._applied_slots = slots
+
+    def _apply_slots(self) -> None:
+        """Put new slots in the gateway (none is the rule); the ticker retries a failure."""
+        if self._table is None or self._replicas.slots() == self._applied_slots:
+            return
+        try:
+            self._apply(self._table)
+        except (OSError, GatewayError, ValueError) as error:
+            log.warning("cannot add gateway slots yet: %s", error)
+
+    def gateway_reloads(self) -> int:
+        """How many times this backend started or reloaded nginx (tests, diagnostics)."""
+        return self._reloads
 
     def logs(self, api: str, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
         return read_logs(self._replicas.log_dir(api), follow=follow, tail=tail)
@@ -114,5 +144,6 @@ class LocalBackend:
                 self._replicas.tick()
                 if self._routes_applied:
                     self._gateway.ensure_running()
+                self._apply_slots()  # a restart may have needed a new slot
             except (OSError, GatewayError, ValueError) as error:  # keep supervising
                 log.warning("local runtime tick failed: %s", error)

@@ -1,5 +1,8 @@
 """Ferry's own nginx instance: one port in front of every API, reloaded gracefully.
 
+Reloads are rare: replicas live on fixed upstream slots (see ``slots``), so only a new
+API, endpoint, splitter, concurrency limit or slot changes the configuration.
+
 The instance lives under ``<state_dir>/gateway/`` (config, pid file, logs, temp paths)
 and never touches the system nginx. nginx daemonizes, so it outlives the control plane
 and is re-adopted from its pid file. A reload is a SIGHUP to the master after ``nginx -t``
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -99,9 +103,11 @@ class NginxGateway:
             return None
         return pid if _master_alive(pid, self.layout.conf) else None
 
-    def apply(self, table: RoutingTable) -> bool:
-        """Route as ``table`` says; returns True when nginx was started or reloaded."""
-        text = render(table, self.layout, self.options)
+    def apply(self, table: RoutingTable, slots: Mapping[str, Sequence[int]] | None = None) -> bool:
+        """Route as ``table`` says over each API's ``slots``; returns True when nginx was
+        started or reloaded (a new API, endpoint, splitter, limit or slot; never because
+        a replica came or went)."""
+        text = render(table, self.layout, self.options, slots)
         with self._lock:
             current = self._read_conf()
             pid = self.pid()

@@ -1,8 +1,10 @@
 """Render the gateway's nginx configuration from a ``RoutingTable`` (pure: text in, text out).
 
-One server block on one port. Each API's endpoint proxies to an upstream of its ready
-replicas (``least_conn``, ``max_conns`` per replica, keep-alive); an API without a ready
-replica answers 503 JSON, since nginx rejects an upstream with no servers. A traffic
+One server block on one port. Each API's endpoint proxies to an upstream of its slots
+(the ports its replicas take turns on, see ``slots``; ``least_conn``, ``max_conns`` per
+slot, keep-alive): an empty slot refuses and nginx tries the next, so replicas come and go
+without a reload. When no slot answers, nginx's 502 becomes a 503 JSON; an API without
+any slot answers 503 JSON directly, since nginx rejects an empty upstream. A traffic
 splitter picks an API with ``split_clients`` on ``$request_id`` and sends a copy of each
 request to its shadow API with ``mirror``. Replicas serve their predict route at
 ``/predict``; the gateway rewrites ``/<endpoint>`` to it.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,11 +102,25 @@ def _upstream_name(api: str) -> str:
     return "ferry_api_" + re.sub(r"[^A-Za-z0-9_]", "_", api)
 
 
-def _upstream(route: ApiRoute, options: GatewayOptions) -> list[str]:
+def _servers(addresses: list[str], max_conns: int) -> list[str]:
+    """Every slot twice: as a primary that a refusal takes out of rotation for a second,
+    and as a backup that is never taken out, for the moment every primary is out (say a
+    rolling update stopping the old replicas before nginx has seen the new ones listen)."""
+    primary = [
+        f"    server {a} max_conns={max_conns} max_fails=1 fail_timeout=1s;" for a in addresses
+    ]
+    if len(addresses) < 2:
+        return [f"    server {a} max_conns={max_conns};" for a in addresses]
+    return [
+        *primary,
+        *(f"    server {a} max_conns={max_conns} max_fails=0 backup;" for a in addresses),
+    ]
+
+
+def _upstream(route: ApiRoute, options: GatewayOptions, addresses: list[str]) -> list[str]:
     name = _upstream_name(route.api)
     lines = [f"upstream {name} {{", f"    zone {name} 64k;", "    least_conn;"]
-    for address in sorted(set(route.addresses)):
-        lines.append(f"    server {address} max_conns={max(1, route.max_concurrency)};")
+    lines += _servers(addresses, max(1, route.max_concurrency))
     lines += [
         f"    keepalive {options.keepalive};",
         "    keepalive_requests 100000;",
@@ -111,6 +128,11 @@ def _upstream(route: ApiRoute, options: GatewayOptions) -> list[str]:
         "}",
     ]
     return lines
+
+
+def _addresses(route: ApiRoute, slots: Mapping[str, Sequence[int]]) -> list[str]:
+    found = set(route.addresses) | {f"127.0.0.1:{port}" for port in slots.get(route.api, ())}
+    return sorted(found)
 
 
 def _unavailable(api: str) -> str:
@@ -200,7 +222,11 @@ def _http_settings(layout: GatewayLayout, options: GatewayOptions) -> list[str]:
         "proxy_connect_timeout 5s;",
         f"proxy_send_timeout {timeout};",
         f"proxy_read_timeout {timeout};",
-        "proxy_next_upstream error;  # connect failures only: a prediction is never re-sent",
+        # refused (an empty slot, a draining replica), reset (a kept-alive connection the
+        # replica closed) or 503 (loading, or over its in-flight limit): the model did not
+        # run, so even a POST goes on to the next slot. A replica dying mid-request is an
+        # error too: that prediction runs again elsewhere (see decision 0007)
+        "proxy_next_upstream error http_503 non_idempotent;",
         "proxy_buffering off;",
     ]
 
@@ -234,15 +260,25 @@ def _indent(lines: list[str], depth: int) -> list[str]:
     return [("    " * depth + line) if line else line for line in lines]
 
 
-def render(table: RoutingTable, layout: GatewayLayout, options: GatewayOptions) -> str:
+def render(
+    table: RoutingTable,
+    layout: GatewayLayout,
+    options: GatewayOptions,
+    slots: Mapping[str, Sequence[int]] | None = None,
+) -> str:
     """The whole ``nginx.conf`` for ``table``; deterministic, so unchanged routes re-render
-    byte for byte and need no reload."""
+    byte for byte and need no reload.
+
+    An API's upstream lists its ``slots`` (every port a replica of it may listen on) as
+    well as the route's addresses, so which replicas are ready changes nothing here."""
     _check(table)
-    routable = {route.api for route in table.apis if route.addresses}
+    slots = slots or {}
+    upstreams = {route.api: _addresses(route, slots) for route in table.apis}
+    routable = {api for api, addresses in upstreams.items() if addresses}
     http: list[str] = _http_settings(layout, options)
     for route in sorted(table.apis, key=lambda r: r.api):
-        if route.addresses:
-            http += _upstream(route, options)
+        if upstreams[route.api]:
+            http += _upstream(route, options, upstreams[route.api])
     for split in sorted(table.splitters, key=lambda s: s.name):
         http += _split_clients(split)
     http += ["server {", *_indent(_server_block(table, options, routable), 1), "}"]

@@ -32,6 +32,7 @@ from ferry.runtime.local.command import (
 from ferry.runtime.local.probe import Probe
 from ferry.runtime.local.processes import OsProcesses, ProcessHost, describe_exit
 from ferry.runtime.local.records import RecordStore, ReplicaRecord
+from ferry.runtime.local.slots import SlotPool, port_is_free
 
 __all__ = ["EXIT_CANNOT_BOOT", "ReplicaSupervisor", "free_port"]
 
@@ -81,7 +82,8 @@ class ReplicaSupervisor:
         processes: ProcessHost | None = None,
         prober: ProberLike | None = None,
         clock: Callable[[], float] = time.time,
-        port_finder: Callable[[], int] = free_port,
+        port_finder: Callable[[], int] | None = None,
+        port_free: Callable[[int], bool] = port_is_free,
         executable: str = sys.executable,
     ) -> None:
         from ferry.runtime.local.probe import Prober
@@ -91,7 +93,7 @@ class ReplicaSupervisor:
         self._processes: ProcessHost = processes or OsProcesses()
         self._prober: ProberLike = prober or Prober()
         self._clock = clock
-        self._port_finder = port_finder
+        self._slots = SlotPool(state_dir / "slots.json", port_finder, port_free)
         self._executable = executable
         self._lock = threading.RLock()
         self._records: dict[str, ReplicaRecord] = {}
@@ -112,6 +114,22 @@ class ReplicaSupervisor:
         with self._lock:
             record = self._records.get(replica_id)
             return record.pid if record else None
+
+    def slots(self) -> dict[str, tuple[int, ...]]:
+        """Every API's gateway slots: its allocated ports plus any port a replica holds."""
+        with self._lock:
+            ports = {api: set(slots) for api, slots in self._slots.snapshot().items()}
+            for record in self._records.values():
+                if record.port:
+                    ports.setdefault(record.api, set()).add(record.port)
+            return {api: tuple(sorted(found)) for api, found in ports.items() if found}
+
+    def release_slots(self, keep: set[str]) -> None:
+        """Forget the slots of APIs not in ``keep`` that have no replica left (deleted)."""
+        with self._lock:
+            held = {record.api for record in self._records.values()}
+            for api in set(self._slots.snapshot()) - keep - held:
+                self._slots.release(api)
 
     def start(self, spec: ReplicaSpec) -> None:
         """Start ``spec`` unless its replica exists; raises ValueError on bad settings."""
@@ -198,7 +216,12 @@ class ReplicaSupervisor:
 
     def _spawn(self, record: ReplicaRecord) -> None:
         spec = spec_from_json(record.spec)
-        port = self._port_finder()
+        busy = {
+            other.port
+            for other in self._records.values()
+            if other.api == record.api and other.replica_id != record.replica_id
+        }
+        port = self._slots.assign(record.api, busy, prefer=record.port)
         argv = serve_argv(spec, port, self._executable)
         log_path = self.log_path(record.api, record.replica_id)
         log_path.parent.mkdir(parents=True, exist_ok=True)
