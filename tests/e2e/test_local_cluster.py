@@ -116,3 +116,88 @@ def test_deploy_predict_survive_a_control_plane_kill_and_tear_down(cluster: Clus
         ["pgrep", "-f", str(cluster.state)], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == ""
+
+
+VERSIONED_PREDICTOR = """
+class PythonPredictor:
+    def __init__(self, config):
+        self.version = config["version"]
+
+    def predict(self, payload):
+        return {"version": self.version, "echo": payload}
+"""
+
+VERSIONED_SPEC = """
+- name: echo
+  predictor:
+    type: python
+    path: predictor.py
+    config: {{version: {version}}}
+  autoscaling: {{min_replicas: 2, max_replicas: 2}}
+  update_strategy: {{max_surge: 1, max_unavailable: 0}}
+"""
+
+
+class Load:
+    """Client threads sending keep-alive requests until stopped; every answer is kept."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        import threading
+
+        self.url = url
+        self.versions: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(self.url, json={"n": 1})
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                    continue
+                if response.status_code != 200:
+                    self.failures.append(f"{response.status_code} {response.text}")
+                else:
+                    self.versions.append(response.json()["version"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_rolling_update_and_rollback_under_load_fail_no_request(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    (cluster.project / "predictor.py").write_text(VERSIONED_PREDICTOR)
+    (cluster.project / "cortex.yaml").unlink()
+    spec = cluster.project / "ferry.yaml"
+    spec.write_text(VERSIONED_SPEC.format(version=1))
+    try:
+        cluster.ferry("deploy", ".")
+        load = Load(f"{cluster.gateway}/echo")
+        try:
+            time.sleep(1)
+            spec.write_text(VERSIONED_SPEC.format(version=2))
+            cluster.ferry("deploy", ".")  # waits until every replica runs the new revision
+            time.sleep(1)
+            cluster.ferry("rollback", "echo")
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                api = cluster.json("get", "echo")
+                if api["status"] == "live" and api["replicas"]["stale"] == 0:
+                    break
+                time.sleep(0.5)
+            time.sleep(1)
+        finally:
+            load.stop()
+        assert load.failures == []
+        assert len(load.versions) > 100
+        assert {1, 2} <= set(load.versions)
+        assert load.versions[-1] == 1  # rolled back
+    finally:
+        cluster.ferry("cluster", "down", check=False)
