@@ -259,6 +259,7 @@ def _project_source(
     predictor = _field(api, "predictor", dict, where, required=True)
     config = _field(predictor, "config", dict, f"{where}.predictor") or {}
     update: dict[str, Any] = {"config": {**config, **spec.config}}
+    update.update(_output_fields(spec, predictor, f"{where}.predictor"))
     if _field(predictor, "server_side_batching", dict, f"{where}.predictor") is not None:
         update["predictor_batching"] = True  # Cortex then hands predict() lists
     spec = spec.model_copy(update=update)
@@ -280,6 +281,23 @@ def _project_source(
     if model is None:
         raise ModelLoadError(f"{where}.predictor.model_path: no model file found in {path}")
     return _file_source(spec, model)
+
+
+def _output_fields(spec: ModelSpec, predictor: dict[str, Any], where: str) -> dict[str, Any]:
+    """ferry's own output settings from the project; the command line's win."""
+    update: dict[str, Any] = {}
+    if not spec.predict_proba and _field(predictor, "predict_proba", bool, where):
+        update["predict_proba"] = True
+    labels = _field(predictor, "labels", dict, where)
+    if labels and not spec.labels:
+        try:
+            update["labels"] = {int(k): str(v) for k, v in labels.items()}
+        except ValueError:
+            raise ConfigError(f"{where}.labels: expected class index -> name") from None
+    names = _field(predictor, "feature_names", list, where)
+    if names and spec.feature_names is None:
+        update["feature_names"] = tuple(str(n) for n in names)
+    return update
 
 
 def _read_apis(project_file: Path) -> list[Any]:

@@ -217,6 +217,24 @@ def test_ferry_project_with_model_path(tmp_path: Path, iris: Path) -> None:
     assert source.load_after_fork is False
 
 
+def test_project_output_settings_reach_the_spec(tmp_path: Path, iris: Path) -> None:
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(iris, proj / "iris.joblib")
+    _write(
+        proj / "ferry.yaml",
+        "- name: iris\n  predictor:\n    model_path: iris.joblib\n    predict_proba: true\n"
+        "    labels: {0: setosa, 1: versicolor, 2: virginica}\n"
+        "    feature_names: [a, b, c, d]\n",
+    )
+    source = _open(proj, tmp_path)
+    assert source.spec.predict_proba is True
+    assert source.spec.labels == {0: "setosa", 1: "versicolor", 2: "virginica"}
+    assert source.spec.feature_names == ("a", "b", "c", "d")
+    flagged = _open(proj, tmp_path, labels={0: "zero"})
+    assert flagged.spec.labels == {0: "zero"}  # the command line wins
+
+
 def test_project_model_path_must_exist(tmp_path: Path) -> None:
     _write(tmp_path / "p" / "ferry.yaml", "- name: a\n  predictor: {model_path: m.joblib}\n")
     with pytest.raises(ModelLoadError, match=r"model file .*m.joblib does not exist"):
