@@ -11,7 +11,12 @@ import click
 
 from ferry.cli.connection import connect, state_dir
 from ferry.cli.render import console, output_option, print_json, table
-from ferry.control.client import ClusterNotRunningError, ControlClient, start_control_plane
+from ferry.control.client import (
+    ClusterNotRunningError,
+    ControlClient,
+    process_alive,
+    start_control_plane,
+)
 from ferry.errors import FerryError
 from ferry.runtime.base import RuntimeBackend
 
@@ -104,12 +109,8 @@ def _wait_exit(pid: int, timeout: float) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             return True
-        except PermissionError:
-            pass
         time.sleep(0.1)
     return False
 

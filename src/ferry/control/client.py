@@ -41,14 +41,23 @@ _ERRORS: dict[str, type[FerryError]] = {
 }
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a killed process whose parent has not reaped it (a zombie,
+    common when the parent is a container's init) still answers ``kill(pid, 0)``."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust kill()
+    # the state follows the parenthesised command name, which may itself hold spaces
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _discover(state_dir: Path) -> dict[str, Any] | None:
@@ -57,7 +66,7 @@ def _discover(state_dir: Path) -> dict[str, Any] | None:
         token = (state_dir / "token").read_text(encoding="utf-8").strip()
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not _alive(int(info.get("pid", 0))):
+    if not isinstance(info, dict) or not process_alive(int(info.get("pid", 0))):
         return None
     return {**info, "token": token}
 
