@@ -413,7 +413,8 @@ def _concurrency(predictor: dict[Any, Any]) -> int | None:
 
 
 class SplitTarget(_Spec):
-    """One API behind a splitter; a shadow gets a fire-and-forget copy of ``weight`` %."""
+    """One API behind a splitter. A non-shadow API answers ``weight`` % of the requests; a
+    shadow gets a fire-and-forget copy of ``weight`` % of them (0 to 100), as in Cortex."""
 
     name: str
     weight: int = Field(ge=0, le=100)
@@ -442,6 +443,11 @@ class TrafficSplitter(_Spec):
                 "apis", f"weights of the non-shadow APIs must sum to 100, got {total}"
             )
         return self
+
+    @property
+    def shadow(self) -> SplitTarget | None:
+        """The shadow API, if any: it gets a copy of ``weight`` % of the requests."""
+        return next((target for target in self.apis if target.shadow), None)
 
     @property
     def endpoint(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -32,6 +33,21 @@ class PythonPredictor:
     def predict(self, payload):
         time.sleep(1.5)
         return {"slept": True}
+"""
+
+
+GATED = """
+import time
+from pathlib import Path
+
+class PythonPredictor:
+    def __init__(self, config):
+        self.gate = Path(config["gate"])
+
+    def predict(self, payload):
+        while not self.gate.exists():  # held until the test opens the gate
+            time.sleep(0.02)
+        return {"gated": True}
 """
 
 
@@ -65,7 +81,10 @@ def replica(rid: str, api: str, model: ModelSpec, **server: Any) -> ReplicaSpec:
 
 
 class Cluster:
-    def __init__(self, backend: LocalBackend, statuses: dict[str, ReplicaStatus]) -> None:
+    def __init__(
+        self, backend: LocalBackend, statuses: dict[str, ReplicaStatus], root: Path
+    ) -> None:
+        self.root = root
         self.backend = backend
         self.statuses = statuses
         self.client = httpx.Client(base_url=backend.gateway_url, timeout=10)
@@ -87,6 +106,7 @@ REPLICAS = {
     "shadow-0": "shadow",
     "crashy-0": "crashy",
     "slow-0": "slow",
+    "gated-0": "gated",
 }
 
 
@@ -94,6 +114,7 @@ REPLICAS = {
 def cluster(tmp_path_factory: pytest.TempPathFactory, iris_model_path: Path) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("local-runtime")
     (root / "slow.py").write_text(SLOW)
+    (root / "gated.py").write_text(GATED)
     backend = LocalBackend(root / "state", gateway_port=free_port())
     uri = str(iris_model_path)
     models = {
@@ -103,12 +124,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, iris_model_path: Path) -> 
         "shadow": ModelSpec(uri=uri),
         "crashy": ModelSpec(uri=uri),
         "slow": ModelSpec(uri=f"{root / 'slow.py'}:PythonPredictor", framework="python"),
+        "gated": ModelSpec(
+            uri=f"{root / 'gated.py'}:PythonPredictor",
+            framework="python",
+            config={"gate": str(root / "gate")},
+        ),
     }
     try:
         for rid, api in REPLICAS.items():
-            backend.start_replica(replica(rid, api, models[api]))
+            extra = {"warmup": False} if api == "gated" else {}  # its predict waits
+            backend.start_replica(replica(rid, api, models[api], **extra))
         statuses = wait_for(backend, all_ready(list(REPLICAS)))
-        cluster = Cluster(backend, statuses)
+        cluster = Cluster(backend, statuses, root)
         yield cluster
         cluster.client.close()
     finally:
@@ -173,6 +200,66 @@ def test_a_splitter_splits_by_weight_and_copies_to_its_shadow(cluster: Cluster) 
     while shadow_requests(cluster) - before < 200 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert shadow_requests(cluster) - before == 200
+
+
+def request_ids(cluster: Cluster, api: str, prefix: str) -> set[str]:
+    """The request ids (starting with ``prefix``) that ``api``'s replicas answered."""
+    pattern = re.compile(r'"POST /predict" 200 \S+ rid=(' + re.escape(prefix) + r"\S*)$")
+    lines = cluster.backend.logs(api, tail=1_000_000)
+    return {match.group(1) for line in lines if (match := pattern.search(line))}
+
+
+def wait_for_ids(cluster: Cluster, api: str, ids: set[str], prefix: str) -> set[str]:
+    """Every id starting with ``prefix`` that ``api`` answered, once ``ids`` are among them."""
+    deadline = time.monotonic() + 30
+    while True:
+        seen = request_ids(cluster, api, prefix)
+        if ids <= seen:
+            return seen
+        assert time.monotonic() < deadline, f"{len(ids - seen)} copies never reached {api}"
+        time.sleep(0.1)
+
+
+def test_a_shadow_gets_a_copy_of_its_weight_percent_of_the_requests(cluster: Cluster) -> None:
+    from ferry.runtime.base import SplitRoute
+
+    shadow = ApiRoute("shadow", "/shadow", cluster.addresses("shadow"))
+    sent: dict[int, set[str]] = {}
+    for weight in (0, 25, 100):  # 100 last: once its copies are in, the earlier ones are too
+        split = SplitRoute("ab", "/ab", (("a", 80), ("b", 20)), "shadow", weight)
+        cluster.backend.apply_routes(cluster.routes(apis=(shadow,), split=(split,)))
+        sent[weight] = {f"w{weight}-{index}" for index in range(400)}
+        for request_id in sorted(sent[weight]):
+            answer = cluster.client.post("/ab", json=ROW, headers={"x-request-id": request_id})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() in (["a"], ["b"])  # the shadow's answer is never returned
+    wait_for_ids(cluster, "shadow", sent[100], "w100-")  # every request copied, exactly
+    copied = {weight: request_ids(cluster, "shadow", f"w{weight}-") for weight in sent}
+    assert copied[100] == sent[100]
+    assert copied[0] == set()
+    assert copied[25] <= sent[25]
+    # Binomial(400, 0.25): mean 100, standard deviation 8.7; 55..145 is over 5 of them
+    assert 55 <= len(copied[25]) <= 145, len(copied[25])
+
+
+def test_a_slow_shadow_never_holds_up_the_client(cluster: Cluster) -> None:
+    """The shadow's replica answers nothing until the gate opens, yet every request on one
+    kept-alive client connection is answered: nothing waits for the copies."""
+    from ferry.runtime.base import SplitRoute
+
+    gated = ApiRoute("gated", "/gated", cluster.addresses("gated"))
+    split = SplitRoute("held", "/held", (("a", 100),), "gated", 100)
+    cluster.backend.apply_routes(cluster.routes(apis=(gated,), split=(split,)))
+    ids = {f"held-{index}" for index in range(5)}
+    try:
+        with httpx.Client(base_url=cluster.backend.gateway_url, timeout=30) as client:
+            for request_id in sorted(ids):
+                answer = client.post("/held", json=ROW, headers={"x-request-id": request_id})
+                assert (answer.status_code, answer.json()) == (200, ["a"])
+        assert request_ids(cluster, "gated", "held-") == set()  # all still held
+    finally:
+        (cluster.root / "gate").touch()
+    assert wait_for_ids(cluster, "gated", ids, "held-") == ids  # then every copy lands
 
 
 def test_reloads_under_continuous_load_fail_no_request(cluster: Cluster) -> None:

@@ -531,6 +531,8 @@ def test_traffic_splitter(tmp_path: Path) -> None:
         ("c", 100, True),
     ]
     assert splitter.endpoint == "/split"
+    assert splitter.shadow is not None
+    assert (splitter.shadow.name, splitter.shadow.weight) == ("c", 100)  # % copied to it
     assert isinstance(project.get("split"), TrafficSplitter)
     assert isinstance(project.get("a"), RealtimeAPI)
 
@@ -565,11 +567,44 @@ def test_traffic_splitter(tmp_path: Path) -> None:
             "ferry.yaml:11: apis[3].apis[0].weight: must be <= 100, got 101",
             id="weight-range",
         ),
+        pytest.param(
+            "- {name: a, weight: 100}\n- {name: b, weight: 150, shadow: true}\n",
+            "ferry.yaml:12: apis[3].apis[1].weight: must be <= 100, got 150",
+            id="shadow-weight-over-100",
+        ),
+        pytest.param(
+            "- {name: a, weight: 100}\n- {name: b, weight: -5, shadow: true}\n",
+            "ferry.yaml:12: apis[3].apis[1].weight: must be >= 0, got -5",
+            id="shadow-weight-negative",
+        ),
+        pytest.param(
+            "- {name: a, weight: 100}\n- {name: b, shadow: true}\n",
+            "ferry.yaml:12: apis[3].apis[1].weight: required field is missing",
+            id="shadow-weight-missing",
+        ),
     ],
 )
 def test_traffic_splitter_errors(tmp_path: Path, targets: str, expected: str) -> None:
     message = load_error(tmp_path, SPLIT + textwrap.indent(targets, "    "))
     assert message == expected
+
+
+def test_the_shadow_weights_in_the_docs_and_the_example_are_the_copied_share(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    block = docs.split("## Traffic splitters", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
+    (documented,) = load_project(write(tmp_path, block), check_splitter_targets=False).splitters
+    assert documented.shadow is not None
+    assert f"weight: {documented.shadow.weight}, shadow: true" in block
+    example = EXAMPLE / "cortex.yaml"
+    (splitter,) = load_project(example, check_splitter_targets=False).splitters
+    assert splitter.shadow is not None
+    said = re.search(r"a copy of (\d+)% of the requests", example.read_text())
+    assert said is not None
+    assert int(said.group(1)) == splitter.shadow.weight == 50
 
 
 def test_splitter_targets_can_be_left_to_deploy(tmp_path: Path) -> None:

@@ -57,5 +57,7 @@ def _split_route(store: Store, record: ApiRecord) -> SplitRoute:
     assert revision is not None
     splitter = TrafficSplitter.model_validate(revision.spec)
     weights = tuple((t.name, t.weight) for t in splitter.apis if not t.shadow)
-    shadow = next((t.name for t in splitter.apis if t.shadow), None)
-    return SplitRoute(record.name, record.endpoint, weights, shadow)
+    shadow = splitter.shadow
+    if shadow is None:
+        return SplitRoute(record.name, record.endpoint, weights)
+    return SplitRoute(record.name, record.endpoint, weights, shadow.name, shadow.weight)

@@ -77,12 +77,14 @@ class ApiRoute:
 
 @dataclass(frozen=True, slots=True)
 class SplitRoute:
-    """A traffic splitter: weighted APIs (weights sum to 100) and an optional shadow."""
+    """A traffic splitter: weighted APIs (weights sum to 100) and an optional shadow that
+    gets a copy of ``shadow_weight`` % of the requests (its answers are discarded)."""
 
     name: str
     endpoint: str
     weights: tuple[tuple[str, int], ...]
     shadow: str | None = None
+    shadow_weight: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,7 +241,7 @@ def test_a_traffic_splitter_routes_by_weight_with_a_shadow(world: World, api_ent
   networking: {endpoint: /classify}
   apis:
     - {name: iris, weight: 100}
-    - {name: iris-b, weight: 0, shadow: true}
+    - {name: iris-b, weight: 30, shadow: true}
 """
     world.deploy(api_entry() + api_entry("iris-b") + splitter)
     world.tick(3)
@@ -249,10 +249,11 @@ def test_a_traffic_splitter_routes_by_weight_with_a_shadow(world: World, api_ent
     table = world.backend.routes
     assert table is not None
     (route,) = table.splitters
-    assert (route.endpoint, route.weights, route.shadow) == (
+    assert (route.endpoint, route.weights, route.shadow, route.shadow_weight) == (
         "/classify",
         (("iris", 100),),
         "iris-b",
+        30,  # the share of requests copied to it
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,14 +104,92 @@ def test_a_splitter_splits_by_weight_and_mirrors_to_its_shadow(tmp_path: Path) -
     assert "internal;" in to_iris
     assert "mirror /_ferry/split/split/shadow;" in to_iris
     assert "mirror_request_body on;" in to_iris
-    shadow = block(text, "location = /_ferry/split/split/shadow")
-    assert "proxy_pass http://ferry_api_iris/predict;" in shadow
+    assert "$ferry_shadow_split" not in text  # the default weight, 100: every request
+    relayed = block(text, "location = /_ferry/split/split/shadow")
+    assert "proxy_pass http://127.0.0.1:8888/_ferry/shadow/split;" in relayed
+    send = block(text, "location = /_ferry/shadow/split/send")
+    assert "proxy_pass http://ferry_api_iris/predict;" in send
 
 
 def test_a_shadow_without_replicas_is_not_mirrored(tmp_path: Path) -> None:
     split = SplitRoute("s", "/s", (("iris", 100),), shadow="empty")
     text = conf(tmp_path, RoutingTable(apis=(IRIS, EMPTY), splitters=(split,)))
     assert "mirror" not in text
+
+
+def shadowed(tmp_path: Path, weight: int, **options: object) -> str:
+    split = SplitRoute("split", "/split", (("iris", 100),), "shadow", weight)
+    table = RoutingTable(apis=(IRIS, SHADOW), splitters=(split,))
+    return conf(tmp_path, table, **options)
+
+
+SHADOW = ApiRoute("shadow", "/shadow", ("127.0.0.1:9009",))
+
+
+def test_a_shadow_gets_a_copy_of_weight_percent_of_the_requests(tmp_path: Path) -> None:
+    text = shadowed(tmp_path, 25)
+    assert block(text, 'split_clients "${request_id}:shadow" $ferry_shadow_split') == (
+        'split_clients "${request_id}:shadow" $ferry_shadow_split {\n25% 1;\n* "";\n}'
+    )  # drawn on another key than the split, so copies come from every API's share
+    assert "mirror /_ferry/split/split/shadow;" in block(
+        text, "location = /_ferry/split/split/iris"
+    )
+    sampled = block(text, "location = /_ferry/split/split/shadow")
+    assert 'if ($ferry_shadow_split = "") {' in sampled
+    assert "return 204;" in sampled  # the other 75% stop here
+    assert "proxy_pass http://127.0.0.1:8888/_ferry/shadow/split;" in sampled
+
+
+def test_a_copy_goes_through_a_relay_that_answers_at_once(tmp_path: Path) -> None:
+    text = shadowed(tmp_path, 25)
+    relay = block(text, "location = /_ferry/shadow/split")
+    assert "mirror /_ferry/shadow/split/send;" in relay
+    assert "mirror_request_body on;" in relay
+    assert "proxy_pass http://ferry_gateway/_ferry/ack;" in relay
+    assert "proxy_pass_request_body off;" in relay
+    assert "allow 127.0.0.1;\ndeny all;" in relay
+    send = block(text, "location = /_ferry/shadow/split/send")
+    assert "internal;" in send
+    assert "proxy_ignore_client_abort on;" in send  # the relay's caller has gone by then
+    assert "proxy_set_header X-Request-ID $ferry_request_id;" in send
+    assert "proxy_pass http://ferry_api_shadow/predict;" in send
+    assert "return 204;" in block(text, "location = /_ferry/ack")
+    assert "server 127.0.0.1:8888;" in block(text, "upstream ferry_gateway")
+
+
+def test_the_relay_is_reached_on_the_gateways_own_address(tmp_path: Path) -> None:
+    for host, url, allowed in (
+        ("0.0.0.0", "http://127.0.0.1:81", "127.0.0.1"),
+        ("10.1.2.3", "http://10.1.2.3:81", "10.1.2.3"),
+        ("::", "http://[::1]:81", "::1"),
+    ):
+        text = shadowed(tmp_path, 100, host=host, port=81)
+        assert f"proxy_pass {url}/_ferry/shadow/split;" in text
+        assert f"allow {allowed};" in block(text, "location = /_ferry/ack")
+
+
+def test_a_shadow_weight_of_100_copies_all_and_0_copies_none(tmp_path: Path) -> None:
+    every = shadowed(tmp_path, 100)
+    assert "$ferry_shadow_split" not in every
+    assert "return 204;" not in block(every, "location = /_ferry/split/split/shadow")
+    assert "mirror /_ferry/split/split/shadow;" in every
+    none = shadowed(tmp_path, 0)
+    for absent in ("mirror", "/_ferry/shadow", "/_ferry/ack", "ferry_gateway"):
+        assert absent not in none
+
+
+GOLDEN = Path(__file__).parents[2] / "golden" / "gateway" / "splitter-shadow-25.conf"
+
+
+def test_a_splitter_with_a_shadow_matches_the_golden_file() -> None:
+    split = SplitRoute("ab", "/ab", (("iris", 80), ("other", 20)), "shadow", 25)
+    other = ApiRoute("other", "/other", ("127.0.0.1:9011",))
+    table = RoutingTable(apis=(IRIS, other, SHADOW), splitters=(split,))
+    text = render(table, GatewayLayout(Path("/srv/ferry/gateway")), GatewayOptions())
+    if os.environ.get("FERRY_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "run with FERRY_UPDATE_GOLDEN=1 to accept the new output"
 
 
 def test_limits_timeouts_unknown_paths_and_request_ids(tmp_path: Path) -> None:
@@ -150,8 +229,16 @@ def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: Ro
 
 @pytest.mark.parametrize(
     "table",
-    [RoutingTable(), TABLE, RoutingTable(apis=(EMPTY,), splitters=(SPLIT,))],
-    ids=["empty", "full", "nothing-ready"],
+    [
+        RoutingTable(),
+        TABLE,
+        RoutingTable(apis=(EMPTY,), splitters=(SPLIT,)),
+        RoutingTable(
+            apis=(IRIS, SHADOW),
+            splitters=(SplitRoute("ab", "/ab", (("iris", 100),), "shadow", 25),),
+        ),
+    ],
+    ids=["empty", "full", "nothing-ready", "shadow-25"],
 )
 @pytest.mark.parametrize("slots", [None, SLOTS], ids=["no-slots", "slots"])
 def test_nginx_accepts_the_rendered_config(

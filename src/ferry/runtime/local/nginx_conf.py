@@ -5,9 +5,9 @@ One server block on one port. Each API's endpoint proxies to an upstream of its 
 slot, keep-alive): an empty slot refuses and nginx tries the next, so replicas come and go
 without a reload. When no slot answers, nginx's 502 becomes a 503 JSON; an API without
 any slot answers 503 JSON directly, since nginx rejects an empty upstream. A traffic
-splitter picks an API with ``split_clients`` on ``$request_id`` and sends a copy of each
-request to its shadow API with ``mirror``. Replicas serve their predict route at
-``/predict``; the gateway rewrites ``/<endpoint>`` to it.
+splitter picks an API with ``split_clients`` on ``$request_id``; a copy of its shadow's
+weight % of the requests goes to the shadow API (see ``_shadow_locations``). Replicas serve
+their predict route at ``/predict``; the gateway rewrites ``/<endpoint>`` to it.
 """
 
 from __future__ import annotations
@@ -158,18 +158,126 @@ def _split_clients(split: SplitRoute) -> list[str]:
     return [*lines, "}"]
 
 
-def _split_locations(split: SplitRoute, routable: set[str]) -> list[str]:
+def _mirrored(split: SplitRoute, routable: set[str]) -> str | None:
+    """The shadow API that gets copies, if any: one with replicas and a weight above 0."""
+    if split.shadow is None or split.shadow not in routable or split.shadow_weight <= 0:
+        return None
+    return split.shadow
+
+
+def _shadow_var(split: SplitRoute) -> str:
+    return "$ferry_shadow_" + re.sub(r"[^A-Za-z0-9_]", "_", split.name)
+
+
+def _shadow_clients(split: SplitRoute, routable: set[str]) -> list[str]:
+    """Which requests the shadow gets a copy of: ``shadow_weight`` % of them, drawn on
+    another key than the split's, so the copies come from every API's share alike."""
+    if _mirrored(split, routable) is None or split.shadow_weight >= 100:
+        return []
+    return [
+        f'split_clients "${{request_id}}:shadow" {_shadow_var(split)} {{',
+        f"    {split.shadow_weight}% 1;",
+        '    * "";',
+        "}",
+    ]
+
+
+def _relay_host(options: GatewayOptions) -> str:
+    """Where the gateway reaches itself: its own address, loopback for a wildcard."""
+    host = options.host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _relay_url(options: GatewayOptions) -> str:
+    host = _relay_host(options)
+    return f"http://{f'[{host}]' if ':' in host else host}:{options.port}"
+
+
+def _shadow_locations(split: SplitRoute, shadow: str, options: GatewayOptions) -> list[str]:
+    """A copy is fire-and-forget. nginx does not reuse a client's kept-alive connection
+    until every ``mirror`` subrequest of its last request is done, so a slow shadow would
+    delay the client's next request. The mirror subrequest therefore goes to a relay on
+    the gateway itself, which answers 204 at once and sends the copy on from its own
+    ``mirror`` (and keeps sending it after the 204 has closed the relay's connection).
+    That connection is not kept alive: nginx would not read a next request on it before
+    the copy is answered."""
     internal = f"/_ferry/split/{split.name}"
-    mirror = split.shadow is not None and split.shadow in routable
+    relay = f"/_ferry/shadow/{split.name}"
+    sample = []
+    if split.shadow_weight < 100:
+        sample = [
+            f'    if ({_shadow_var(split)} = "") {{  # not among the copied {split.shadow_weight}%',
+            "        return 204;",
+            "    }",
+        ]
+    return [
+        f"location = {internal}/shadow {{",
+        "    internal;",
+        *sample,
+        "    # a relay's connection is busy until its copy is answered: never kept alive",
+        f"    proxy_pass {_relay_url(options)}{relay};",
+        "}",
+        f"location = {relay} {{",
+        *_only_the_gateway(options),
+        "    access_log off;",
+        f"    mirror {relay}/send;",
+        "    mirror_request_body on;",
+        "    proxy_pass_request_body off;",
+        '    proxy_set_header Content-Length "";',
+        '    proxy_set_header Connection "";',
+        "    proxy_pass http://ferry_gateway/_ferry/ack;",
+        "}",
+        f"location = {relay}/send {{",
+        "    internal;",
+        "    proxy_ignore_client_abort on;",
+        '    proxy_set_header Connection "";',
+        "    proxy_set_header Host $host;",
+        "    proxy_set_header X-Request-ID $ferry_request_id;",
+        "    proxy_set_header X-Forwarded-For $http_x_forwarded_for;",
+        f"    proxy_pass http://{_upstream_name(shadow)}{REPLICA_PATH};",
+        "}",
+    ]
+
+
+def _only_the_gateway(options: GatewayOptions) -> list[str]:
+    return [f"    allow {_relay_host(options)};", "    deny all;"]
+
+
+def _ack_location(options: GatewayOptions) -> list[str]:
+    """What a relay answers its caller with: 204, without running anything."""
+    return [
+        "location = /_ferry/ack {",
+        *_only_the_gateway(options),
+        "    access_log off;",
+        "    return 204;",
+        "}",
+    ]
+
+
+def _gateway_upstream(options: GatewayOptions) -> list[str]:
+    """The gateway itself, for the relays' answers (kept alive: they end at once)."""
+    host = _relay_host(options)
+    address = f"[{host}]" if ":" in host else host
+    return [
+        "upstream ferry_gateway {",
+        f"    server {address}:{options.port};",
+        "    keepalive 8;",
+        "}",
+    ]
+
+
+def _split_locations(split: SplitRoute, routable: set[str], options: GatewayOptions) -> list[str]:
+    internal = f"/_ferry/split/{split.name}"
+    shadow = _mirrored(split, routable)
+    mirror = shadow is not None
     lines = [f"location = {split.endpoint} {{"]
     lines += [f"    rewrite ^ {internal}/{_split_var(split)} last;", "}"]
-    if mirror and split.shadow is not None:
-        lines += [
-            f"location = {internal}/shadow {{",
-            "    internal;",
-            f"    {_proxy(split.shadow, routable)}",
-            "}",
-        ]
+    if shadow is not None:
+        lines += _shadow_locations(split, shadow, options)
     for api in dict.fromkeys(api for api, weight in split.weights if weight > 0):
         lines += [f"location = {internal}/{api} {{", "    internal;"]
         if mirror:  # the mirror subrequest is issued here, after the internal redirect
@@ -251,8 +359,11 @@ def _server_block(table: RoutingTable, options: GatewayOptions, routable: set[st
     ]
     for route in sorted(table.apis, key=lambda r: r.endpoint):
         lines += [f"location = {route.endpoint} {{", f"    {_proxy(route.api, routable)}", "}"]
-    for split in sorted(table.splitters, key=lambda s: s.endpoint):
-        lines += _split_locations(split, routable)
+    splitters = sorted(table.splitters, key=lambda s: s.endpoint)
+    for split in splitters:
+        lines += _split_locations(split, routable, options)
+    if any(_mirrored(split, routable) for split in splitters):
+        lines += _ack_location(options)
     return lines
 
 
@@ -279,8 +390,12 @@ def render(
     for route in sorted(table.apis, key=lambda r: r.api):
         if upstreams[route.api]:
             http += _upstream(route, options, upstreams[route.api])
-    for split in sorted(table.splitters, key=lambda s: s.name):
+    splitters = sorted(table.splitters, key=lambda s: s.name)
+    for split in splitters:
         http += _split_clients(split)
+        http += _shadow_clients(split, routable)
+    if any(_mirrored(split, routable) for split in splitters):
+        http += _gateway_upstream(options)
     http += ["server {", *_indent(_server_block(table, options, routable), 1), "}"]
     lines = [*_main_block(layout, options), "http {", *_indent(http, 1), "}"]
     text = "\n".join(lines) + "\n"
