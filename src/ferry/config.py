@@ -104,6 +104,7 @@ class ServerSettings(_Frozen):
     log_format: Literal["text", "json"] = "text"
     access_log: bool = True
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    compiled_cache: bool = True
     s3_endpoint_url: str | None = None
 
     @field_validator("endpoint")

@@ -272,3 +272,29 @@ def test_sagemaker_container_mode_serves_opt_ml_model(
     expected = iris_model.predict(np.array(ROWS)).tolist()
     assert [int(line) for line in answer.text.split()] == expected
     assert len(server.worker_pids()) == 1
+
+
+def test_a_restart_serves_the_compiled_form_without_loading_scikit_learn(
+    start_server: Any, iris_model_path: Path, iris_model: Any, tmp_path: Path
+) -> None:
+    cache = str(tmp_path / "cache")
+    first = start_server(str(iris_model_path), "--cache-dir", cache, "--workers", "2")
+    metadata = first.client.get("/v2/models/iris").json()
+    assert first.stop() == 0
+    assert "compiled form cached" not in first.log
+
+    second = start_server(str(iris_model_path), "--cache-dir", cache, "--workers", "2")
+    assert "serving the compiled form cached for this file" in second.log
+    rows = np.random.default_rng(0).uniform(0, 8, (300, 4)).round(2)
+    answer = second.client.post("/predict", json=rows.tolist())
+    assert answer.json() == iris_model.predict(rows).tolist()
+    proba = second.client.post("/invocations", json=rows[:64].tolist())
+    assert proba.status_code == 200
+    assert second.client.get("/v2/models/iris").json() == metadata
+    for pid in [second.process.pid, *second.worker_pids()]:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "/sklearn/" not in maps, f"process {pid} loaded scikit-learn"
+
+    third = start_server(str(iris_model_path), "--cache-dir", cache, "--no-compiled-cache")
+    assert third.client.post("/predict", json=ROWS).json() == iris_model.predict(ROWS).tolist()
+    assert "compiled form cached" not in third.log

@@ -123,6 +123,11 @@ def build_settings(
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="[default: text]")
 @click.option("--access-log/--no-access-log", default=None, help="[default: on]")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--compiled-cache/--no-compiled-cache",
+    default=None,
+    help="Keep tree models' compiled form in the cache for fast restarts. [on]",
+)
 @click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// URIs.")
 def serve(**options: Any) -> None:
     """Serve MODEL over HTTP: /predict, SageMaker /invocations, Open Inference Protocol v2.

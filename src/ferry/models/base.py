@@ -69,6 +69,8 @@ class ModelSource:
     name: str
     load_after_fork: bool
     predictor_class: str | None = None
+    compiled_cache: Path | None = None
+    """Where loaders may keep a compiled form of the model (``models.compiled``); None: off."""
 
     def load(self, threads: int | None = None) -> LoadedModel:
         """Load the model; ``threads`` caps the framework's own threads from the start."""

@@ -12,6 +12,7 @@ sequentially (``n_jobs=None``).
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -74,11 +75,40 @@ class CompiledForest:
     def __init__(
         self, trees: Sequence[Any], layout: _Layout, *, averaged: bool, allow_nan: bool
     ) -> None:
-        self._trees = list(trees)
+        self._trees: list[Any] | None = list(trees)
+        self._trees_blob: bytes | None = None
+        self._n_trees = len(self._trees)
         self._layout = layout
         self._averaged = averaged
         self._allow_nan = allow_nan
         self._n_features = int(trees[0].n_features)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the flat arrays as they are and the scikit-learn trees as opaque bytes.
+
+        Unpickling then needs only NumPy: the trees (and with them scikit-learn) are
+        restored on first use, which only NaN batches and, once restored, large batches
+        make. See ``ferry.models.compiled``.
+        """
+        state = dict(self.__dict__)
+        if state["_trees_blob"] is None:
+            state["_trees_blob"] = pickle.dumps(state["_trees"], protocol=5)
+        state["_trees"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def trees_loaded(self) -> bool:
+        """False for a forest read back from a pickle until a tree walk first needs them."""
+        return self._trees is not None
+
+    def _tree_list(self) -> list[Any]:
+        if self._trees is None:
+            assert self._trees_blob is not None
+            self._trees = pickle.loads(self._trees_blob)  # bytes __getstate__ wrote
+        return self._trees
 
     def __call__(self, rows: FloatArray, *, walk: Walk = "auto") -> FloatArray:
         """Return what the source model's ``predict_proba`` / ``predict`` returns for rows.
@@ -89,7 +119,10 @@ class CompiledForest:
         """
         rows32, has_nan = self._validate(rows)
         if walk == "auto":
-            walk = "levels" if self._use_level_walk(rows32.shape[0]) else "trees"
+            # Until the trees are back from a pickle, the level walk (same bits) serves
+            # every NaN-free batch, so a server never imports scikit-learn to predict.
+            cheaper = self._use_level_walk(rows32.shape[0])
+            walk = "levels" if cheaper or not self.trees_loaded else "trees"
         if walk == "levels" and not has_nan:
             leaves = self._walk_levels(rows32)
         else:
@@ -120,7 +153,7 @@ class CompiledForest:
         # (row, tree, level) steps; tree depth stands in for the mean path length in both.
         steps = n_rows * layout.total_depth
         level_walk = layout.depth * _LEVEL_PASS_NS + steps * _LEVEL_CELL_NS
-        tree_walk = len(self._trees) * _TREE_CALL_NS + steps * _TREE_STEP_NS
+        tree_walk = self._n_trees * _TREE_CALL_NS + steps * _TREE_STEP_NS
         return level_walk < tree_walk
 
     def _walk_levels(self, rows32: NDArray[np.float32]) -> IntArray:
@@ -129,20 +162,20 @@ class CompiledForest:
         # float32 -> float64 is exact, and comparing in float64 is what the C traversal
         # does when it compares a float32 feature with a float64 threshold.
         flat = rows32.astype(np.float64).ravel()
-        row_start = np.tile(np.arange(n_rows, dtype=np.intp) * self._n_features, len(self._trees))
+        row_start = np.tile(np.arange(n_rows, dtype=np.intp) * self._n_features, self._n_trees)
         slot = np.repeat(2 * layout.offsets[layout.walk_order], n_rows)
         for n_active in layout.active:
             cells = slot[: n_active * n_rows]
             went_right = flat[layout.feature[cells] + row_start[: cells.size]]
             went_right = went_right > layout.threshold[cells]
             cells[:] = layout.children[cells + went_right]
-        leaves = np.empty((len(self._trees), n_rows), dtype=np.intp)
-        leaves[layout.walk_order] = (slot >> 1).reshape(len(self._trees), n_rows)
+        leaves = np.empty((self._n_trees, n_rows), dtype=np.intp)
+        leaves[layout.walk_order] = (slot >> 1).reshape(self._n_trees, n_rows)
         return leaves
 
     def _walk_trees(self, rows32: NDArray[np.float32]) -> IntArray:
-        leaves = np.empty((len(self._trees), rows32.shape[0]), dtype=np.intp)
-        for i, tree in enumerate(self._trees):
+        leaves = np.empty((self._n_trees, rows32.shape[0]), dtype=np.intp)
+        for i, tree in enumerate(self._tree_list()):
             leaves[i] = tree.apply(rows32)
         leaves += self._layout.offsets[:, np.newaxis]
         return leaves
@@ -157,7 +190,7 @@ class CompiledForest:
         # "+ 0.0" turns a -0.0 total into the +0.0 that starting from zeros gives.
         np.add.accumulate(per_tree, axis=0, out=per_tree)
         total: FloatArray = per_tree[-1] + 0.0
-        total /= len(self._trees)
+        total /= self._n_trees
         return total
 
 

@@ -6,6 +6,7 @@ workers share its memory; frameworks that start threads on load are loaded per w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -50,6 +51,8 @@ def prepare(settings: ServerSettings) -> tuple[ServerSettings, ModelSource, Load
     source = open_source(
         settings.model, cache_dir=settings.cache_dir, s3_endpoint_url=settings.s3_endpoint_url
     )
+    if settings.compiled_cache:
+        source = dataclasses.replace(source, compiled_cache=settings.cache_dir)
     model = None
     if not source.load_after_fork:
         try:

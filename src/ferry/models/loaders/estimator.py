@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import ModelLoadError
+from ferry.models.compiled import FrozenBooster, FrozenForest
 from ferry.models.loaders.labels import map_classes
 from ferry.types import Datatype, Signature, TensorSpec, datatype_of
 
@@ -104,4 +105,6 @@ def _first_step(estimator: object) -> object:
 def _framework(estimator: object) -> str:
     steps = getattr(estimator, "steps", None)
     final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    if isinstance(final, FrozenForest | FrozenBooster):  # from the compiled cache
+        return final.framework
     return type(final).__module__.partition(".")[0]

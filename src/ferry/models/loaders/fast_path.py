@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FastPredict", "fast_predict"]
+__all__ = ["FastPredict", "fast_predict", "xgboost_iteration_range"]
 
 FastPredict = Callable[[np.ndarray[Any, Any]], np.ndarray[Any, Any]]
 
@@ -32,7 +32,17 @@ _TREE_MODELS = (
 
 
 def fast_predict(estimator: object, *, proba: bool) -> FastPredict | None:
-    """A drop-in for ``estimator.predict`` (or ``predict_proba``), or None if none applies."""
+    """A drop-in for ``estimator.predict`` (or ``predict_proba``), or None if none applies.
+
+    ``estimator`` may also be a frozen model from the compiled cache (``models.compiled``),
+    which gets the same fast path as the estimator it was frozen from.
+    """
+    from ferry.models.compiled import FrozenBooster, FrozenForest
+
+    if isinstance(estimator, FrozenForest):
+        return _forest_predict(estimator.forest, estimator.classes_, proba=proba)
+    if isinstance(estimator, FrozenBooster):
+        return _frozen_booster(estimator, proba=proba)
     module = type(estimator).__module__
     if module.startswith("sklearn."):
         return _forest(estimator, proba=proba)
@@ -54,10 +64,22 @@ def _forest(estimator: Any, *, proba: bool) -> FastPredict | None:
     except Exception:  # an optimisation must never stop a model from loading
         _log.warning("could not compile %s; using its own predict", type(estimator).__name__)
         return None
-    if compiled is None or proba or not hasattr(estimator, "classes_"):
-        return compiled
-    classes: np.ndarray[Any, Any] = estimator.classes_
+    if compiled is None:
+        return None
+    return _forest_predict(compiled, getattr(estimator, "classes_", None), proba=proba)
 
+
+def _forest_predict(
+    compiled: FastPredict, classes: np.ndarray[Any, Any] | None, *, proba: bool
+) -> FastPredict | None:
+    if classes is None:
+        # A regressor has no predict_proba: no fast path, so its own (missing) method is
+        # looked up and the load fails saying so.
+        return None if proba else compiled
+    return compiled if proba else _argmax_labels(compiled, classes)
+
+
+def _argmax_labels(compiled: FastPredict, classes: np.ndarray[Any, Any]) -> FastPredict:
     def predict(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         # Exactly scikit-learn's ForestClassifier.predict for a single output.
         labels: np.ndarray[Any, Any] = classes.take(np.argmax(compiled(x), axis=1), axis=0)
@@ -76,9 +98,20 @@ def _xgboost(estimator: Any, *, proba: bool) -> FastPredict | None:
     booster = estimator.get_booster()
     if estimator.booster == "gblinear" or "c" in (booster.feature_types or ()):
         return None
-    iteration_range = _iteration_range(estimator)
-    missing = estimator.missing
+    raw = _inplace(booster, xgboost_iteration_range(estimator), estimator.missing)
+    if kind is xgboost.XGBRegressor:
+        return None if proba else raw
+    return _xgboost_classifier(raw, estimator.objective, estimator.n_classes_, proba=proba)
 
+
+def _frozen_booster(frozen: Any, *, proba: bool) -> FastPredict | None:
+    raw = _inplace(frozen.booster(), frozen.iteration_range, frozen.missing)
+    if frozen.kind == "XGBRegressor":
+        return None if proba else raw
+    return _xgboost_classifier(raw, frozen.objective, frozen.n_classes_, proba=proba)
+
+
+def _inplace(booster: Any, iteration_range: tuple[int, int], missing: float) -> FastPredict:
     def raw(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         # Columns are already in the fitted order, so name validation adds nothing.
         result: np.ndarray[Any, Any] = booster.inplace_predict(
@@ -86,9 +119,7 @@ def _xgboost(estimator: Any, *, proba: bool) -> FastPredict | None:
         )
         return result
 
-    if kind is xgboost.XGBRegressor:
-        return None if proba else raw
-    return _xgboost_classifier(raw, estimator.objective, estimator.n_classes_, proba=proba)
+    return raw
 
 
 def _xgboost_classifier(
@@ -110,7 +141,7 @@ def _two_columns(p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.vstack((1.0 - p, p)).transpose()
 
 
-def _iteration_range(estimator: Any) -> tuple[int, int]:
+def xgboost_iteration_range(estimator: Any) -> tuple[int, int]:
     # As XGBModel._get_iteration_range: early-stopped models predict up to best_iteration.
     try:
         return (0, int(estimator.best_iteration) + 1)

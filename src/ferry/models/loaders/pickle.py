@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import BadRequest, ModelLoadError
+from ferry.models import compiled
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.models.loaders import estimator as estimators
 from ferry.models.loaders.bad_input import input_errors
@@ -30,8 +31,25 @@ _log = logging.getLogger(__name__)
 
 
 def load(source: ModelSource) -> PickleModel:
-    """Unpickle ``source.path`` and wrap the object as a row model."""
-    return PickleModel(read_pickle(source.path), source)
+    """Unpickle ``source.path`` and wrap the object as a row model.
+
+    With ``source.compiled_cache`` set, a tree model frozen by an earlier load of the same
+    file is served instead of the pickle (no scikit-learn import), and a first load stores
+    the frozen form for the next one (see ``ferry.models.compiled``).
+    """
+    cache_dir = source.compiled_cache
+    if cache_dir is not None:
+        frozen = compiled.lookup(cache_dir, source.path)
+        if frozen is not None and fast_predict(frozen, proba=source.spec.predict_proba):
+            _log.info("%s: serving the compiled form cached for this file", source.path.name)
+            return PickleModel(frozen, source)
+    estimator = read_pickle(source.path)
+    model = PickleModel(estimator, source)
+    if cache_dir is not None and model.has_fast_path:
+        frozen = compiled.freeze(estimator)
+        if frozen is not None:
+            compiled.store(cache_dir, source.path, frozen)
+    return model
 
 
 def read_pickle(path: Path) -> Any:
@@ -73,6 +91,10 @@ class PickleModel(LoadedModel):
             needs_dataframe=fitted_names is not None and self._fast is None,
         )
         self._classifier = estimators.is_classifier(model)
+
+    @property
+    def has_fast_path(self) -> bool:
+        return self._fast is not None
 
     def predict_rows(self, rows: Rows) -> Prediction:
         signature = self.signature

@@ -55,6 +55,7 @@ _SERVER_FLAGS: dict[str, Callable[[Any], list[str]]] = {
     "log_format": _flag("--log-format"),
     "access_log": _switch("--access-log", "--no-access-log"),
     "cache_dir": _flag("--cache-dir"),
+    "compiled_cache": _switch("--compiled-cache", "--no-compiled-cache"),
     "s3_endpoint_url": _flag("--s3-endpoint-url"),
 }
 
