@@ -32,13 +32,25 @@ def load_json(body: bytes) -> Any:
 def rows_from_json_body(body: bytes, signature: Signature) -> tuple[Rows, str | None]:
     """Rows from a JSON body and the key to wrap the answer in (None for a bare list)."""
     data = load_json(body)
-    bools = b"true" in body or b"false" in body
+    bools = _may_hold_bools(body)
     if isinstance(data, dict):
         for key, answer_key in _ANSWER_KEY.items():
             # A record may have a feature of that name; then it is a record, not an envelope.
             if key in data and not _is_feature(key, signature):
                 return rows_from_json(data[key], signature, may_hold_bools=bools), answer_key
     return rows_from_json(data, signature, may_hold_bools=bools), None
+
+
+def _may_hold_bools(body: bytes) -> bool:
+    """Whether the JSON text may contain ``true``/``false`` (then rows are checked cell by cell).
+
+    Searching one byte is a ``memchr``, several times faster than searching a word, and a
+    body of plain numbers has neither ``t`` nor ``f`` (nor does any number's text), so large
+    numeric bodies pay almost nothing for the check.
+    """
+    if b"t" not in body and b"f" not in body:
+        return False
+    return b"true" in body or b"false" in body
 
 
 def _is_feature(key: str, signature: Signature) -> bool:
