@@ -21,8 +21,10 @@ import pytest
 from tests.integration.s3_server import FAKE_AWS_ENV, UNSET_AWS_ENV, moto_s3_server
 
 from ferry.apispec import load_project
-from ferry.runtime.aws import AwsTarget, ecs
+from ferry.cli.aws_deploy import ecs_spec
+from ferry.runtime.aws import AwsTarget, Progress, ecs
 from ferry.runtime.aws.errors import AwsConflictError, AwsNotFoundError
+from ferry.runtime.aws.session import no_progress
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +73,13 @@ def project_dir(tmp_path: Path, iris_model_path: Path) -> Path:
     return tmp_path
 
 
+def deploy(
+    root: Path, options: ecs.EcsOptions, aws: AwsTarget, progress: Progress = no_progress
+) -> ecs.StackStatus:
+    """What ``ferry deploy --env ecs`` does for the API iris of the project in ``root``."""
+    return ecs.deploy("iris", ecs_spec(load_project(root), "iris"), options, aws, progress)
+
+
 def options(network: tuple[str, tuple[str, str]], tag: str = "1") -> ecs.EcsOptions:
     vpc, subnets = network
     return ecs.EcsOptions(
@@ -100,7 +109,7 @@ def test_stack_create_update_delete(
 def _create_update_delete(
     aws: AwsTarget, project_dir: Path, network: tuple[str, tuple[str, str]], seen: list[str]
 ) -> None:
-    created = ecs.deploy(load_project(project_dir), "iris", options(network), aws, seen.append)
+    created = deploy(project_dir, options(network), aws, seen.append)
     assert (created.status, created.action) == ("CREATE_COMPLETE", "created")
     assert created.url
     assert created.url.startswith("http://")
@@ -118,11 +127,11 @@ def _create_update_delete(
     assert "cpu" not in task
     assert task["containerDefinitions"][0]["image"] == IMAGE.format(tag="1")
 
-    unchanged = ecs.deploy(load_project(project_dir), "iris", options(network), aws)
+    unchanged = deploy(project_dir, options(network), aws)
     # moto never answers "No updates are to be performed" (the unit tests stub it): it updates
     assert (unchanged.status, unchanged.action) == ("UPDATE_COMPLETE", "updated")
 
-    updated = ecs.deploy(load_project(project_dir), "iris", options(network, "2"), aws)
+    updated = deploy(project_dir, options(network, "2"), aws)
     assert (updated.status, updated.action) == ("UPDATE_COMPLETE", "updated")
     task_arn = resources(aws)["TaskDefinition"]["PhysicalResourceId"]
     task = aws.client("ecs").describe_task_definition(taskDefinition=task_arn)["taskDefinition"]
@@ -142,7 +151,7 @@ def _create_update_delete(
 def test_autoscaling_resources_are_not_created_by_moto(
     aws: AwsTarget, project_dir: Path, network: tuple[str, tuple[str, str]]
 ) -> None:
-    ecs.deploy(load_project(project_dir), "iris", options(network), aws)
+    deploy(project_dir, options(network), aws)
     try:
         made = resources(aws)
         # moto lists the two Application Auto Scaling resources without ids and creates nothing
@@ -163,9 +172,9 @@ def test_autoscaling_resources_are_not_created_by_moto(
 def test_update_puts_the_new_image_in_the_task_definition(
     aws: AwsTarget, project_dir: Path, network: tuple[str, tuple[str, str]]
 ) -> None:
-    ecs.deploy(load_project(project_dir), "iris", options(network), aws)
+    deploy(project_dir, options(network), aws)
     try:
-        ecs.deploy(load_project(project_dir), "iris", options(network, "2"), aws)
+        deploy(project_dir, options(network, "2"), aws)
         arn = resources(aws)["TaskDefinition"]["PhysicalResourceId"]
         task = aws.client("ecs").describe_task_definition(taskDefinition=arn)["taskDefinition"]
         assert task["containerDefinitions"][0].get("image") == IMAGE.format(tag="2")
@@ -178,7 +187,7 @@ def test_delete_leaves_no_ecs_cluster(
     aws: AwsTarget, project_dir: Path, network: tuple[str, tuple[str, str]]
 ) -> None:
     before = set(aws.client("ecs").list_clusters()["clusterArns"])
-    ecs.deploy(load_project(project_dir), "iris", options(network), aws)
+    deploy(project_dir, options(network), aws)
     ecs.delete("iris", aws, poll_interval_s=0.05)
     assert set(aws.client("ecs").list_clusters()["clusterArns"]) == before
 
@@ -193,7 +202,7 @@ def test_a_stack_ferry_did_not_create_is_left_alone(
     )
     try:
         with pytest.raises(AwsConflictError, match="not created by ferry"):
-            ecs.deploy(load_project(project_dir), "iris", options(network), aws)
+            deploy(project_dir, options(network), aws)
         with pytest.raises(AwsConflictError, match="not created by ferry"):
             ecs.delete("iris", aws)
     finally:

@@ -1,26 +1,33 @@
 """``ferry deploy --env sagemaker`` against moto's standalone server (a real HTTP endpoint).
 
 moto 5.2.5 answers UpdateEndpoint with HTTP 500 ("The update_endpoint action has not
-been implemented"), so the roll-forward is exercised up to that call here: the new
-EndpointConfig and models exist, the previous config keeps serving and the endpoint
-records the failure. The successful roll-forward is covered with botocore's Stubber in
-tests/unit/runtime/aws/test_sagemaker_stubbed.py, and the strict xfail below turns
-into a failure the day moto implements the call.
+been implemented"; moto/sagemaker/responses.py has no update_endpoint), so the
+roll-forward is exercised up to that call here: the new EndpointConfig and models exist,
+the previous config keeps serving and the endpoint records the failure. The successful
+roll-forward is covered with botocore's Stubber in tests/unit/runtime/aws/test_stubbed.py,
+and the strict xfail below turns into a failure the day moto implements the call.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.integration.s3_server import FAKE_AWS_ENV, UNSET_AWS_ENV, moto_s3_server
 
 from ferry.apispec import load_project
-from ferry.runtime.aws import AwsTarget, SageMakerOptions
+from ferry.cli.packaging_spec import model_packager
+from ferry.config import ModelSpec
+from ferry.models import open_source
+from ferry.runtime.aws import AwsTarget, EndpointStatus, SageMakerOptions
 from ferry.runtime.aws import sagemaker as sm_deploy
+from ferry.runtime.aws.artifact import split_s3_url
 from ferry.runtime.aws.cleanup import delete
 from ferry.runtime.aws.errors import AwsConflictError, AwsError, AwsNotFoundError
 
@@ -71,6 +78,18 @@ def project_dir(tmp_path: Path, iris_model_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def deploy(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., EndpointStatus]:
+    """``sm_deploy.deploy`` with the archives ``ferry deploy --env sagemaker`` uploads."""
+    cache = tmp_path_factory.mktemp("cache")
+
+    def run(root: Path, name: str, opts: SageMakerOptions, aws: AwsTarget, *more: Any) -> Any:
+        project = load_project(root)
+        return sm_deploy.deploy(project, name, opts, model_packager(project, cache), aws, *more)
+
+    return run
+
+
 def options(**overrides: Any) -> SageMakerOptions:
     values: dict[str, Any] = {"image_uri": IMAGE, "role_arn": ROLE, "bucket": BUCKET}
     return SageMakerOptions(**{**values, "poll_interval_s": 0.05, **overrides})
@@ -90,10 +109,10 @@ def leftovers(aws: AwsTarget) -> dict[str, list[Any]]:
 
 
 def test_split_deploys_variants_with_weights_and_autoscaling(
-    aws: AwsTarget, project_dir: Path
+    aws: AwsTarget, project_dir: Path, deploy: Callable[..., EndpointStatus]
 ) -> None:
     seen: list[str] = []
-    result = sm_deploy.deploy(load_project(project_dir), "iris", options(), aws, seen.append)
+    result = deploy(project_dir, "iris", options(), aws, seen.append)
     assert (result.status, result.action) == ("InService", "created")
     weights = {v.name: v.weight for v in result.variants}
     assert weights == {"iris-a": 0.8, "iris-b": 0.2}
@@ -121,7 +140,7 @@ def test_split_deploys_variants_with_weights_and_autoscaling(
         "SageMakerVariantInvocationsPerInstance"
     )
     # the same project again is the same revision: nothing changes, nothing is uploaded
-    again = sm_deploy.deploy(load_project(project_dir), "iris", options(), aws, seen.append)
+    again = deploy(project_dir, "iris", options(), aws, seen.append)
     assert (again.action, again.revision) == ("unchanged", result.revision)
 
     removed = delete("iris", aws, poll_interval_s=0.05)
@@ -130,15 +149,59 @@ def test_split_deploys_variants_with_weights_and_autoscaling(
     assert leftovers(aws) == {key: [] for key in leftovers(aws)}
 
 
-def test_update_creates_a_new_config_and_a_failed_update_keeps_the_old_one(
-    aws: AwsTarget, project_dir: Path
+LABELLED_YAML = """\
+- name: iris-named
+  predictor:
+    model_path: iris.joblib
+    predict_proba: true
+    labels: {0: setosa, 1: versicolor, 2: virginica}
+    feature_names: [sepal_length, sepal_width, petal_length, petal_width]
+"""
+
+
+def test_the_uploaded_archive_carries_the_api_name_and_its_output_settings(
+    aws: AwsTarget,
+    tmp_path: Path,
+    iris_model_path: Path,
+    deploy: Callable[..., EndpointStatus],
 ) -> None:
-    first = sm_deploy.deploy(load_project(project_dir), "iris-a", options(), aws)
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(iris_model_path, root / "iris.joblib")
+    (root / "ferry.yaml").write_text(LABELLED_YAML)
+    result = deploy(root, "iris-named", options(), aws)
+    try:
+        sm = aws.client("sagemaker")
+        config = sm.describe_endpoint_config(EndpointConfigName=result.config)
+        model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        bucket, key = split_s3_url(model["PrimaryContainer"]["ModelDataUrl"])
+        data = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        model_dir = tmp_path / "opt-ml" / "model"  # what SageMaker unpacks the archive into
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            assert sorted(tar.getnames()) == ["ferry.yaml", "iris.joblib"]
+            tar.extractall(model_dir, filter="data")
+        generated = yaml.safe_load((model_dir / "ferry.yaml").read_text())
+        assert generated[0]["name"] == "iris-named"
+        # what `ferry serve` (the image's command, no model argument) reads from there
+        source = open_source(ModelSpec(uri=str(model_dir)), cache_dir=tmp_path / "cache")
+        assert (source.name, source.framework) == ("iris-named", "pickle")
+        assert source.spec.labels == {0: "setosa", 1: "versicolor", 2: "virginica"}
+        assert source.spec.predict_proba
+        assert source.spec.feature_names == (
+            "sepal_length", "sepal_width", "petal_length", "petal_width",
+        )  # fmt: skip
+    finally:
+        delete("iris-named", aws, poll_interval_s=0.05)
+    assert leftovers(aws) == {key: [] for key in leftovers(aws)}
+
+
+def test_update_creates_a_new_config_and_a_failed_update_keeps_the_old_one(
+    aws: AwsTarget, project_dir: Path, deploy: Callable[..., EndpointStatus]
+) -> None:
+    first = deploy(project_dir, "iris-a", options(), aws)
     assert first.variants[0].name == "primary"
     with pytest.raises(AwsError) as raised:
-        sm_deploy.deploy(
-            load_project(project_dir), "iris-a", options(instance_type="ml.c5.xlarge"), aws
-        )
+        deploy(project_dir, "iris-a", options(instance_type="ml.c5.xlarge"), aws)
     assert f"still serving {first.config}" in str(raised.value)
     sm = aws.client("sagemaker")
     configs = {c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]}
@@ -157,18 +220,20 @@ def test_update_creates_a_new_config_and_a_failed_update_keeps_the_old_one(
 @pytest.mark.xfail(
     strict=True, reason="moto 5.2.5 does not implement UpdateEndpoint", raises=AwsError
 )
-def test_update_rolls_forward_on_moto(aws: AwsTarget, project_dir: Path) -> None:
+def test_update_rolls_forward_on_moto(
+    aws: AwsTarget, project_dir: Path, deploy: Callable[..., EndpointStatus]
+) -> None:
     try:
-        sm_deploy.deploy(load_project(project_dir), "iris-b", options(), aws)
-        updated = sm_deploy.deploy(
-            load_project(project_dir), "iris-b", options(instance_type="ml.c5.xlarge"), aws
-        )
+        deploy(project_dir, "iris-b", options(), aws)
+        updated = deploy(project_dir, "iris-b", options(instance_type="ml.c5.xlarge"), aws)
         assert updated.action == "updated"
     finally:
         delete("iris-b", aws, poll_interval_s=0.05)
 
 
-def test_name_taken_by_an_endpoint_ferry_did_not_create(aws: AwsTarget, project_dir: Path) -> None:
+def test_name_taken_by_an_endpoint_ferry_did_not_create(
+    aws: AwsTarget, project_dir: Path, deploy: Callable[..., EndpointStatus]
+) -> None:
     sm = aws.client("sagemaker")
     sm.create_model(
         ModelName="someone-else", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}
@@ -181,7 +246,7 @@ def test_name_taken_by_an_endpoint_ferry_did_not_create(aws: AwsTarget, project_
     sm.create_endpoint(EndpointName="iris-a", EndpointConfigName="someone-else")
     try:
         with pytest.raises(AwsConflictError, match="not created by ferry"):
-            sm_deploy.deploy(load_project(project_dir), "iris-a", options(), aws)
+            deploy(project_dir, "iris-a", options(), aws)
         with pytest.raises(AwsConflictError, match="not created by ferry"):
             delete("iris-a", aws)
         assert sm.describe_endpoint(EndpointName="iris-a")["EndpointConfigName"] == "someone-else"

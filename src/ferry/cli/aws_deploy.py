@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ferry.apispec import Project, load_project
+from ferry.apispec import Project, RealtimeAPI, load_project
 from ferry.errors import ConfigError
 
 if TYPE_CHECKING:  # boto3 is imported only when an AWS environment is used
+    from ferry.packaging import PackageSpec
     from ferry.runtime.aws import ecs
     from ferry.runtime.aws.plan import SageMakerOptions
 
@@ -29,6 +30,7 @@ __all__ = [
     "aws_get",
     "aws_options",
     "deploy_names",
+    "ecs_spec",
     "env_option",
 ]
 
@@ -93,8 +95,24 @@ def _progress(output: str) -> Callable[[str], None]:
     return (lambda line: click.echo(line, err=True)) if output == "table" else (lambda _: None)
 
 
+def ecs_spec(project: Project, name: str) -> PackageSpec:
+    """The spec of API ``name`` that ``ferry deploy --env ecs`` renders into its stack."""
+    from ferry.cli.packaging_spec import Options, api_package_spec
+
+    try:
+        api = project.get(name)
+    except KeyError:
+        known = ", ".join(a.name for a in project.apis) or "none"
+        raise ConfigError(f"{project.path}: no API named {name!r} (known: {known})") from None
+    if not isinstance(api, RealtimeAPI):
+        raise ConfigError(f"{name!r} is a TrafficSplitter; ECS deploys one RealtimeAPI per stack")
+    return api_package_spec(api, Options())
+
+
 def aws_deploy(path: Path, env: str, output: str, api: str | None = None, **flags: Any) -> None:
     """``ferry deploy PATH --env sagemaker|ecs``: deploy every API of PATH (or ``api``)."""
+    from ferry.cli.packaging_spec import model_packager
+    from ferry.config import default_cache_dir
     from ferry.runtime.aws import ecs, sagemaker
     from ferry.runtime.aws.session import AwsTarget
 
@@ -104,11 +122,14 @@ def aws_deploy(path: Path, env: str, output: str, api: str | None = None, **flag
     results = []
     for name in names:
         if env == "sagemaker":
+            packager = model_packager(project, default_cache_dir())
+            options = _sagemaker_options(flags)
             done: Any = sagemaker.deploy(
-                project, name, _sagemaker_options(flags), target, _progress(output)
+                project, name, options, packager, target, _progress(output)
             )
         else:
-            done = ecs.deploy(project, name, _ecs_options(flags), target, _progress(output))
+            spec = ecs_spec(project, name)
+            done = ecs.deploy(name, spec, _ecs_options(flags), target, _progress(output))
         results.append(done.to_dict())
         if output == "table":
             click.echo(f"{name}: {done.action} ({done.status}) {done.url or ''}".rstrip())

@@ -14,15 +14,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
 from ferry.cli.packaging_spec import OUTPUT_MARKER, Options, Package, app_name, package, resolve
 from ferry.cli.render import console, output_option, print_json, table
-from ferry.config import default_cache_dir
+from ferry.config import default_cache_dir, parse_labels
 from ferry.errors import ConfigError, FerryError
 from ferry.packaging import render_docker_context
 
@@ -31,6 +31,7 @@ __all__ = [
     "build",
     "context_files",
     "make_package",
+    "output_flags",
     "pinned_requirements",
     "show_files",
     "write_tree",
@@ -140,7 +141,7 @@ def ferry_wheel() -> Path | None:
     staging = Path(tempfile.mkdtemp(prefix="ferry-wheel-"))
     uv = Path(sys.executable).parent / "uv"
     argv: list[str | Path] = (
-        [uv, "build", "--wheel", "--quiet", "--out-dir", staging, root]
+        [uv, "build", "--wheel", "--quiet", "--python", sys.executable, "--out-dir", staging, root]
         if uv.exists()
         else [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", staging, root]
     )
@@ -158,7 +159,7 @@ def make_package(
     target: str, project: Path | None, out: Path, options: Options, *, wheel: bool
 ) -> Package:
     """Resolve ``target`` and build its spec, pinned to this environment."""
-    served, splitter = resolve(target, project, default_cache_dir())
+    served, splitter = resolve(target, project, default_cache_dir(), options.outputs())
     splitter_name = target if splitter else None
     draft = package(served, options, splitter_name=splitter_name, exclude=out)
     built = ferry_wheel() if wheel else None
@@ -239,6 +240,39 @@ def show_files(
     console().print(table(["FILE", "SIZE"], rows))
 
 
+# --- flags ------------------------------------------------------------------------------
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _labels(_: click.Context, __: click.Parameter, value: str | None) -> dict[int, str] | None:
+    if value is None:
+        return None
+    try:
+        return parse_labels(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _names(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(n.strip() for n in value.split(",") if n.strip())
+
+
+def output_flags(function: F) -> F:
+    """``--predict-proba``, ``--labels``, ``--feature-names``: what ``ferry serve`` takes,
+    written into the model directory's ferry.yaml so the image answers the same way."""
+    function = click.option(
+        "--feature-names", callback=_names, help="Comma-separated feature names, in order."
+    )(function)
+    function = click.option(
+        "--labels", callback=_labels, help="Class names: '0=wiener dog,1=german shepherd'."
+    )(function)
+    return click.option(
+        "--predict-proba", is_flag=True, default=None, help="Return class probabilities."
+    )(function)
+
+
 # --- docker -----------------------------------------------------------------------------
 
 
@@ -277,6 +311,7 @@ def _docker_build(tag: str, out: Path) -> None:
 )  # fmt: skip
 @click.option("--image", help="Build the image with this tag (needs a Docker engine).")
 @click.option("--name", help="App name (default: the API's name or the model file's stem).")
+@output_flags
 @output_option
 def build(
     target: str,
@@ -286,6 +321,7 @@ def build(
     image: str | None,
     name: str | None,
     output: str,
+    **outputs: Any,
 ) -> None:
     """Write a Docker build context serving API (of a ferry.yaml) or MODEL (a file, a dir).
 
@@ -293,7 +329,7 @@ def build(
     contract (`serve`, port 8080, /opt/ml/model) and drains on SIGTERM.
     """
     out = out or Path("build") / app_name(name or Path(target.split(":")[0]).stem or target)
-    pkg = make_package(target, project, out, Options(name=name), wheel=True)
+    pkg = make_package(target, project, out, Options(name=name, **outputs), wheel=True)
     if pkg.splitter:
         apis = ", ".join(served.name for served in pkg.served)
         raise ConfigError(

@@ -8,11 +8,9 @@ manifests. Values come from ferry.yaml, or from flags for a bare model.
 
 from __future__ import annotations
 
-import gzip
-import io
-import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,11 +18,18 @@ from ferry.cli.build import (
     Content,
     context_files,
     make_package,
+    output_flags,
     prepare_out,
     show_files,
     write_tree,
 )
-from ferry.cli.packaging_spec import ModelFiles, Options, Package, app_name, model_data_url
+from ferry.cli.packaging_spec import (
+    Options,
+    Package,
+    app_name,
+    model_archive,
+    model_data_url,
+)
 from ferry.cli.render import output_option
 from ferry.errors import ConfigError
 from ferry.packaging import (
@@ -35,24 +40,11 @@ from ferry.packaging import (
     zip_bundle,
 )
 
-__all__ = ["TARGETS", "export", "model_archive"]
+__all__ = ["TARGETS", "export"]
 
 TARGETS = ("sagemaker", "ecs", "beanstalk", "ec2", "kubernetes")
 # targets whose files install ferry themselves, so they carry a wheel of it
 _NEEDS_WHEEL = frozenset({"beanstalk", "ec2"})
-
-
-def model_archive(files: ModelFiles) -> bytes:
-    """A deterministic ``model.tar.gz``: the model directory's files at the archive root."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as archive:
-        for name in sorted(files):
-            content = files[name]
-            data = content.read_bytes() if isinstance(content, Path) else content
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            archive.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
 
 
 def _sagemaker(pkg: Package, options: Options) -> dict[str, Content]:
@@ -150,13 +142,14 @@ def _check(target: str, url: str | None) -> None:
 @click.option("--min-replicas", type=int, help="Fewest replicas (bare model: 1).")
 @click.option("--max-replicas", type=int, help="Most replicas (bare model: 4).")
 @click.option("--workers", type=int, help="Server worker processes per replica.")
+@output_flags
 @output_option
-def export(name: str, target: str, project: Path | None, out: Path | None, **flags: str) -> None:
+def export(name: str, target: str, project: Path | None, out: Path | None, **flags: Any) -> None:
     """Write the files TARGET needs to run API (of a ferry.yaml) or MODEL."""
     output, region = str(flags.pop("output")), flags.pop("region")
     _check(target, flags.get("model_data_url"))
     flags["name"] = flags.pop("app")
-    options = Options(**flags)  # type: ignore[arg-type]
+    options = Options(**flags)
     default = app_name(options.name or Path(name.split(":")[0]).stem or name)
     out = out or Path("build") / f"{default}-{target}"
     pkg = make_package(name, project, out, options, wheel=target in _NEEDS_WHEEL)

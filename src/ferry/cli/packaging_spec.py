@@ -1,20 +1,27 @@
-"""From ``ferry build`` / ``ferry export`` arguments to a ``PackageSpec`` and the files to ship.
+"""From an API or a model to a ``PackageSpec`` and the model directory to ship: the one place.
 
+``ferry build``, ``ferry export`` and ``ferry deploy --env sagemaker|ecs`` all come here.
 The argument names an API (or TrafficSplitter) of a project file, a project directory, or a
 model (a file, a directory, ``file.py:Class``, a URI). Everything a renderer needs comes from
 ``ferry.yaml`` (compute, autoscaling, update_strategy, splitter weights) or, for a bare
-model, from flags. The model directory the image serves (``/opt/ml/model``) holds either the
-model file, or a generated one-API ``ferry.yaml`` with the predictor's code under ``code/``.
+model, from flags. The model directory the image serves (``/opt/ml/model``, or the root of
+SageMaker's ``model.tar.gz``) holds the model file and, for an API or a model with output
+settings, a generated one-API ``ferry.yaml`` that ``ferry serve`` reads: the API's name,
+``predict_proba``, ``labels``, ``feature_names``, or a predictor with its code under ``code/``.
+A bare model without output settings ships as the file alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import gzip
+import io
 import os
 import re
 import sys
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +46,19 @@ from ferry.packaging.spec import PYTHON_IMAGES
 
 __all__ = [
     "OUTPUT_MARKER",
+    "PROJECT_FILE",
     "Options",
     "Package",
     "Served",
+    "api_package_spec",
     "app_name",
+    "model_archive",
     "model_data_url",
+    "model_files",
+    "model_packager",
     "package",
     "resolve",
+    "served_api",
 ]
 
 ModelFiles = dict[str, "Path | bytes"]
@@ -56,6 +69,8 @@ _SKIP_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", ".mypy_cache", "
 _IGNORE_FILES = (".ferryignore",)
 # written into every build/export output, so a second run never copies the first one
 OUTPUT_MARKER = ".ferry-build"
+# the generated one-API project in a model directory, which `ferry serve DIR` reads
+PROJECT_FILE = "ferry.yaml"
 # (vCPU, GiB, instance type), smallest first: the first that fits the API's compute
 _CPU_INSTANCES = (
     (2, 8, "ml.m5.large"), (4, 16, "ml.m5.xlarge"), (8, 32, "ml.m5.2xlarge"),
@@ -81,6 +96,18 @@ class Options:
     min_replicas: int | None = None
     max_replicas: int | None = None
     workers: int | None = None
+    predict_proba: bool | None = None
+    labels: Mapping[int, str] | None = None
+    feature_names: tuple[str, ...] | None = None
+
+    def outputs(self) -> dict[str, Any]:
+        """The output flags that were given, as ``ModelSpec`` fields (they win, as in serve)."""
+        given = {
+            "predict_proba": self.predict_proba or None,
+            "labels": dict(self.labels) if self.labels else None,
+            "feature_names": self.feature_names,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -106,12 +133,20 @@ class Package:
 # --- what the argument names -----------------------------------------------------------
 
 
-def resolve(target: str, project: Path | None, cache_dir: Path) -> tuple[list[Served], bool]:
-    """The models ``target`` names and whether it is a TrafficSplitter."""
+def resolve(
+    target: str, project: Path | None, cache_dir: Path, outputs: Mapping[str, Any] | None = None
+) -> tuple[list[Served], bool]:
+    """The models ``target`` names and whether it is a TrafficSplitter.
+
+    ``outputs`` (``ModelSpec`` fields: predict_proba, labels, feature_names) override what
+    the project says, or set them for a bare model.
+    """
+    outputs = dict(outputs or {})
     if project is None and Path(target).is_dir() and _has_project_file(Path(target)):
-        return _only_api(load_project(Path(target), check_splitter_targets=False), cache_dir)
+        loaded_dir = load_project(Path(target), check_splitter_targets=False)
+        return _only_api(loaded_dir, cache_dir, outputs)
     if project is None and _is_model_reference(target):
-        return [_bare_model(target, cache_dir)], False
+        return [_bare_model(target, cache_dir, outputs)], False
     loaded = _load(project)
     if loaded is not None:
         try:
@@ -119,9 +154,9 @@ def resolve(target: str, project: Path | None, cache_dir: Path) -> tuple[list[Se
         except KeyError:
             entry = None
         if entry is not None:
-            return _entries(loaded, entry, cache_dir)
+            return _entries(loaded, entry, cache_dir, outputs)
     if _is_model_reference(target):
-        return [_bare_model(target, cache_dir)], False
+        return [_bare_model(target, cache_dir, outputs)], False
     if "/" in target or Path(target).suffix:
         raise ConfigError(f"model file {target} does not exist (and it names no API)")
     if loaded is None:
@@ -150,26 +185,31 @@ def _load(project: Path | None) -> Project | None:
     return load_project(here, check_splitter_targets=False) if _has_project_file(here) else None
 
 
-def _bare_model(target: str, cache_dir: Path) -> Served:
-    source = open_source(ModelSpec(uri=target), cache_dir=cache_dir)
+def _bare_model(target: str, cache_dir: Path, outputs: Mapping[str, Any]) -> Served:
+    source = open_source(ModelSpec(uri=target, **outputs), cache_dir=cache_dir)
     return Served(name=source.name, source=source)
 
 
-def _only_api(project: Project, cache_dir: Path) -> tuple[list[Served], bool]:
+def _only_api(
+    project: Project, cache_dir: Path, outputs: Mapping[str, Any]
+) -> tuple[list[Served], bool]:
     if len(project.apis) != 1:
         names = ", ".join(api.name for api in project.apis) or "none"
         raise ConfigError(
             f"{project.path} defines {len(project.apis)} APIs ({names}): name one, e.g. "
             f"`ferry build NAME --project {project.root}`"
         )
-    return _entries(project, project.apis[0], cache_dir)
+    return _entries(project, project.apis[0], cache_dir, outputs)
 
 
 def _entries(
-    project: Project, entry: RealtimeAPI | TrafficSplitter, cache_dir: Path
+    project: Project,
+    entry: RealtimeAPI | TrafficSplitter,
+    cache_dir: Path,
+    outputs: Mapping[str, Any],
 ) -> tuple[list[Served], bool]:
     if isinstance(entry, RealtimeAPI):
-        return [_api(project, entry, cache_dir, 1.0)], False
+        return [served_api(project, entry, cache_dir, outputs=outputs)], False
     served = []
     for target in entry.apis:
         if target.shadow:
@@ -177,12 +217,21 @@ def _entries(
         api = project.get(target.name)
         if not isinstance(api, RealtimeAPI):
             raise ConfigError(f"splitter {entry.name}: {target.name!r} is not a RealtimeAPI")
-        served.append(_api(project, api, cache_dir, float(target.weight)))
+        served.append(served_api(project, api, cache_dir, float(target.weight), outputs))
     return served, True
 
 
-def _api(project: Project, api: RealtimeAPI, cache_dir: Path, weight: float) -> Served:
+def served_api(
+    project: Project,
+    api: RealtimeAPI,
+    cache_dir: Path,
+    weight: float = 1.0,
+    outputs: Mapping[str, Any] | None = None,
+) -> Served:
+    """The model ``api`` serves, fetched and identified (not loaded)."""
     spec, _ = to_server_settings(api, project.root)
+    if outputs:
+        spec = spec.model_copy(update=dict(outputs))
     source = open_source(spec, cache_dir=cache_dir)
     return Served(name=api.name, source=source, api=api, weight=weight)
 
@@ -190,22 +239,53 @@ def _api(project: Project, api: RealtimeAPI, cache_dir: Path, weight: float) -> 
 # --- the model directory ----------------------------------------------------------------
 
 
-def model_files(served: Served, exclude: Path) -> tuple[str, ModelFiles]:
-    """(the spec's model_file, {path in the model directory: source file or content})."""
+def model_files(served: Served, exclude: Path | None = None) -> tuple[str, ModelFiles]:
+    """(the spec's model_file, {path in the model directory: source file or content}).
+
+    ``exclude`` is a directory never copied (the build output, when it sits inside the
+    predictor's code). Paths under ``code/`` go to ``/opt/ml/model/code``.
+    """
     source = served.source
     if source.framework != "python":
-        return source.path.name, {source.path.name: source.path}
+        files: ModelFiles = {source.path.name: source.path}
+        if served.api is None and not _outputs(source.spec):
+            return source.path.name, files  # a bare model: the file says everything
+        files[PROJECT_FILE] = _model_yaml(served).encode()
+        return PROJECT_FILE, files
     root = Path(source.spec.python_path or source.path.parent).resolve()
     try:
         predictor = source.path.resolve().relative_to(root).as_posix()
     except ValueError:
         raise ConfigError(f"{source.path} is outside its python_path {root}") from None
-    files: ModelFiles = {f"code/{rel}": path for rel, path in _tree(root, exclude.resolve())}
-    files["ferry.yaml"] = _project_yaml(served, predictor).encode()
-    return "ferry.yaml", files
+    skip = exclude.resolve() if exclude is not None else None
+    files = {f"code/{rel}": path for rel, path in _tree(root, skip)}
+    files[PROJECT_FILE] = _predictor_yaml(served, predictor).encode()
+    return PROJECT_FILE, files
 
 
-def _project_yaml(served: Served, predictor: str) -> str:
+def _outputs(spec: ModelSpec) -> dict[str, Any]:
+    """ferry's output settings, as ferry.yaml spells them (only those that are set)."""
+    found: dict[str, Any] = {}
+    if spec.predict_proba:
+        found["predict_proba"] = True
+    if spec.labels:
+        found["labels"] = {int(index): label for index, label in spec.labels.items()}
+    if spec.feature_names:
+        found["feature_names"] = list(spec.feature_names)
+    return found
+
+
+def _model_yaml(served: Served) -> str:
+    source = served.source
+    entry: dict[str, Any] = {"model_path": source.path.name}
+    if source.framework == "onnx":
+        entry["type"] = "onnx"
+    entry.update(_outputs(source.spec))
+    header = "# Generated by ferry: the API this image serves, its model next to this file.\n"
+    return header + _dump(served.name, entry)
+
+
+def _predictor_yaml(served: Served, predictor: str) -> str:
     source = served.source
     entry: dict[str, Any] = {"type": "python", "path": f"code/{predictor}", "python_path": "code"}
     if source.predictor_class:
@@ -217,12 +297,44 @@ def _project_yaml(served: Served, predictor: str) -> str:
             "max_batch_size": batching.max_batch_size,
             "batch_interval": f"{batching.batch_interval:g}s",
         }
-    api = [{"name": served.name, "kind": "RealtimeAPI", "predictor": entry}]
+    entry.update(_outputs(source.spec))
     header = "# Generated by ferry: the API this image serves, its code in code/.\n"
-    return header + yaml.safe_dump(api, sort_keys=False)
+    return header + _dump(served.name, entry)
 
 
-def _tree(root: Path, exclude: Path) -> Iterator[tuple[str, Path]]:
+def _dump(name: str, predictor: dict[str, Any]) -> str:
+    api = [{"name": name, "kind": "RealtimeAPI", "predictor": predictor}]
+    return yaml.safe_dump(api, sort_keys=False, allow_unicode=True)
+
+
+def model_archive(files: ModelFiles) -> bytes:
+    """A deterministic ``model.tar.gz``: the model directory's files at the archive root.
+
+    Sorted names, zero mtimes, no owner: the same files give the same bytes, so the
+    archive's SHA-256 can name its upload.
+    """
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(files):
+            content = files[name]
+            data = content.read_bytes() if isinstance(content, Path) else content
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def model_packager(project: Project, cache_dir: Path) -> Callable[[RealtimeAPI], bytes]:
+    """``model.tar.gz`` of an API of ``project``, as ``ferry export --target sagemaker``
+    writes it (what ``ferry deploy --env sagemaker`` uploads)."""
+
+    def archive(api: RealtimeAPI) -> bytes:
+        return model_archive(model_files(served_api(project, api, cache_dir))[1])
+
+    return archive
+
+
+def _tree(root: Path, exclude: Path | None) -> Iterator[tuple[str, Path]]:
     patterns = _ignore_patterns(root)
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
@@ -276,12 +388,54 @@ def package(
     dirs = {first.name: files}
     for other in served[1:]:
         dirs[other.name] = model_files(other, exclude)[1]
-    api = first.api
+    spec = _spec(
+        first.api,
+        options,
+        app=splitter_name or first.name,
+        model_file=model_file,
+        predictor_dir="code" if first.source.framework == "python" else None,
+        variants=lambda: _variants(served, options, splitter=splitter_name is not None),
+        requirements=requirements,
+        local_wheels=local_wheels,
+        ferry_requirement=ferry_requirement,
+    )
+    return Package(spec, tuple(served), dirs, splitter=splitter_name is not None)
+
+
+def api_package_spec(api: RealtimeAPI, options: Options) -> PackageSpec:
+    """The spec of ``api`` without fetching its model: the same one ``package`` builds.
+
+    For templates that run an image built before (``ferry deploy --env ecs``): the model
+    directory of an API always holds the generated ferry.yaml, with a predictor's code
+    under ``code/``, so nothing here depends on the model file itself.
+    """
+    return _spec(
+        api,
+        options,
+        app=api.name,
+        model_file=PROJECT_FILE,
+        predictor_dir="code" if api.predictor.path is not None else None,
+        variants=lambda: (_variant(api.name, api, 1.0, options, splitter=False, url=None),),
+    )
+
+
+def _spec(
+    api: RealtimeAPI | None,
+    options: Options,
+    *,
+    app: str,
+    model_file: str,
+    predictor_dir: str | None,
+    variants: Callable[[], tuple[Variant, ...]],
+    requirements: tuple[str, ...] = (),
+    local_wheels: tuple[str, ...] = (),
+    ferry_requirement: str = "ferry==0.1.0",
+) -> PackageSpec:
     try:
         spec = PackageSpec(
-            app_name=options.name or app_name(splitter_name or first.name),
+            app_name=options.name or app_name(app),
             model_file=model_file,
-            predictor_dir="code" if model_file == "ferry.yaml" else None,
+            predictor_dir=predictor_dir,
             python_version=_python_version(),
             ferry_requirement=ferry_requirement,
             requirements=requirements,
@@ -291,13 +445,14 @@ def package(
             compute=_compute(api, options),
             autoscaling=_autoscaling(api, options),
             update_strategy=_update_strategy(api),
-            variants=_variants(served, options, splitter=splitter_name is not None),
+            variants=variants(),
         )
         if options.image:
             spec = dataclasses.replace(spec, image_uri=options.image)
     except ValueError as error:
-        raise ConfigError(str(error)) from None
-    return Package(spec, tuple(served), dirs, splitter=splitter_name is not None)
+        where = f"api {api.name!r}: " if api is not None else ""
+        raise ConfigError(f"{where}{error}") from None
+    return spec
 
 
 def _python_version() -> str:
@@ -359,16 +514,25 @@ def _variants(served: list[Served], options: Options, *, splitter: bool) -> tupl
     for index, item in enumerate(served):
         # the first variant reads the template's ModelDataUrl parameter, the others their own
         own = f"{url.rstrip('/')}/{item.name}/model.tar.gz" if url and splitter and index else None
-        variants.append(
-            Variant(
-                name=item.name if splitter else "primary",
-                weight=item.weight,
-                instance_type=options.instance_type or _instance_type(item.api, options),
-                initial_instance_count=item.api.autoscaling.init_replicas if item.api else 1,
-                model_data_url=own,
-            )
-        )
+        variants.append(_variant(item.name, item.api, item.weight, options, splitter, own))
     return tuple(variants)
+
+
+def _variant(
+    name: str,
+    api: RealtimeAPI | None,
+    weight: float,
+    options: Options,
+    splitter: bool,
+    url: str | None,
+) -> Variant:
+    return Variant(
+        name=name if splitter else "primary",
+        weight=weight,
+        instance_type=options.instance_type or _instance_type(api, options),
+        initial_instance_count=api.autoscaling.init_replicas if api else 1,
+        model_data_url=url,
+    )
 
 
 def _instance_type(api: RealtimeAPI | None, options: Options) -> str:

@@ -22,7 +22,7 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def render_beanstalk(spec: PackageSpec) -> dict[str, str]:
-    """The bundle's text files; the caller adds ``model/<model_file>`` before zipping."""
+    """The bundle's text files; the caller adds the model directory ``model/`` before zipping."""
     files = render_docker_context(spec, "generic")
     files["README.md"] = _readme(spec)
     files[".ebextensions/healthcheck.config"] = _healthcheck(spec)
@@ -71,8 +71,9 @@ def _readme(spec: PackageSpec) -> str:
     return f"""# {spec.app_name}: Elastic Beanstalk source bundle (ferry)
 
 Docker platform bundle: the platform builds `Dockerfile` and runs it behind its nginx on
-port 80, proxying to the container's port {spec.port}. Copy the model to
-`model/{spec.model_file}`, zip the directory (or use `ferry`'s zip), then:
+port 80, proxying to the container's port {spec.port}. `model/` holds the model directory
+(`{spec.model_file}` and what sits beside it); zip the directory (or use `ferry`'s zip),
+then:
 
     eb init -p docker {spec.app_name} && eb create {spec.app_name}-env
 

@@ -34,9 +34,9 @@ _PROBE = (
 def render_docker_context(spec: PackageSpec, target: DockerTarget = "generic") -> dict[str, str]:
     """Dockerfile, requirements.txt, .dockerignore and README.md for ``docker build .``.
 
-    The caller copies the model to ``model/<model_file>`` (and the predictor to
-    ``code/``, local wheels to ``wheels/``). ``target="sagemaker"`` keeps root, as
-    SageMaker runs containers as root.
+    The caller writes the model directory to ``model/`` (the model, and the generated
+    ``ferry.yaml`` when there is one), the predictor to ``code/`` and local wheels to
+    ``wheels/``. ``target="sagemaker"`` keeps root, as SageMaker runs containers as root.
     """
     return {
         "Dockerfile": render_dockerfile(spec, target),
@@ -147,7 +147,9 @@ def _dependencies() -> str:
 
 
 def _model_layers(spec: PackageSpec) -> str:
-    lines = [f"COPY model/{spec.model_file} {spec.model_path}"]
+    # the whole model directory: the model and, when there is one, the ferry.yaml that
+    # carries the API's name and output settings (labels, probabilities, feature names)
+    lines = ["COPY model/ /opt/ml/model/"]
     if spec.predictor_dir is not None:
         lines.append(f"COPY {spec.predictor_dir}/ /opt/ml/model/code/")
     return "\n".join(lines) + "\n"
@@ -203,7 +205,8 @@ Contents:
 
 - `Dockerfile`: two stages; the final image holds no build tools
 - `requirements.txt`: pinned packages, installed before the model is copied
-- `model/{spec.model_file}`: the model (copied to `{spec.model_path}`){code}{wheels}
+- `model/`: the model directory (copied to `/opt/ml/model`; `ferry serve` serves
+  `{spec.model_path}`){code}{wheels}
 
 ## Entrypoint
 

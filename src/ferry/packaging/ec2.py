@@ -21,7 +21,7 @@ _KEEPALIVE = 32
 def render_ec2(spec: PackageSpec, listen_port: int = 80) -> dict[str, str]:
     """``install.sh``, ``requirements.txt``, the unit, the nginx site and a README.
 
-    The caller copies the model to ``model/<model_file>`` (and the predictor directory,
+    The caller writes the model directory to ``model/`` (and the predictor directory,
     ``wheels/``).
     """
     site = f"nginx/ferry-{spec.app_name}.conf"
@@ -149,18 +149,17 @@ fi
 
 
 def _install_model(spec: PackageSpec) -> str:
-    target = f"$FERRY_HOME/model/{spec.model_file}"
     lines = [
         "",
-        f'install -D -m 0644 "$HERE/model/{spec.model_file}" "{target}"',
+        "# the model directory (the model, and the ferry.yaml that names the API and its",
+        "# outputs) is replaced, not merged, so files deleted here disappear there too",
+        'rm -rf "$FERRY_HOME/model"',
+        'install -d -m 0755 "$FERRY_HOME/model"',
+        'cp -R "$HERE/model/." "$FERRY_HOME/model/"',
     ]
     if spec.predictor_dir:
-        lines += [
-            "# replaced, not merged, so files deleted from the predictor disappear here too",
-            'rm -rf "$FERRY_HOME/model/code"',
-            f'cp -R "$HERE/{spec.predictor_dir}" "$FERRY_HOME/model/code"',
-            'chmod -R a+rX "$FERRY_HOME/model/code"',
-        ]
+        lines.append(f'cp -R "$HERE/{spec.predictor_dir}" "$FERRY_HOME/model/code"')
+    lines.append('chmod -R a+rX "$FERRY_HOME/model"')
     return "\n".join(lines) + "\n"
 
 
@@ -193,8 +192,9 @@ def _readme(spec: PackageSpec, listen_port: int) -> str:
     return f"""# {spec.app_name}: VM bundle (ferry)
 
 `ferry serve` under systemd on 127.0.0.1:{spec.port}, nginx on port {listen_port} in front.
-Copy the model to `model/{spec.model_file}`, copy this directory to the host, then run
-`sudo ./install.sh` (again after any change: it is idempotent).
+`model/` holds the model directory (`{spec.model_file}` and what sits beside it); copy
+this directory to the host, then run `sudo ./install.sh` (again after any change: it is
+idempotent).
 
 - `install.sh`: creates the `ferry` system user, a venv in `{FERRY_HOME}/venv` with the
   pinned `requirements.txt`, copies the model to `{FERRY_HOME}/model`, installs and

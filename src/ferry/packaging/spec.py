@@ -189,8 +189,10 @@ def _default_variants() -> tuple[Variant, ...]:
 class PackageSpec:
     """Everything the renderers need; build it once, render every target from it.
 
-    ``model_file`` is relative to the build context (the caller copies it to
-    ``model/<model_file>``); ``predictor_dir`` names the context directory holding a Python
+    ``model_file`` is the file ``ferry serve`` reads in the model directory: the model
+    itself, or a generated ``ferry.yaml`` beside it that names the API and its outputs.
+    The caller writes the model directory to ``model/`` in the build context; it lands in
+    ``/opt/ml/model``. ``predictor_dir`` names the context directory holding a Python
     predictor's code, which lands in ``/opt/ml/model/code`` (where SageMaker keeps it).
     ``local_wheels`` are wheel files the caller copies to ``wheels/`` (e.g. ferry itself,
     before it is on an index). Sizes are bytes, times seconds.

@@ -32,9 +32,12 @@ def unit_name(spec: PackageSpec) -> str:
 
 
 def model_argument(spec: PackageSpec) -> str:
-    """What the service serves: the model file, or the model directory with its ``code/``."""
-    model_dir = f"{FERRY_HOME}/model"
-    return model_dir if spec.predictor_dir else f"{model_dir}/{spec.model_file}"
+    """What the service serves: the model directory, laid out as ``/opt/ml/model`` is.
+
+    ``ferry serve`` reads the directory's ``ferry.yaml`` when there is one (an API's name,
+    labels, predictor code), else its one model file, so the directory is always right.
+    """
+    return f"{FERRY_HOME}/model"
 
 
 def render_systemd_unit(spec: PackageSpec) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +18,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ferry.apispec import RealtimeAPI, load_project
 from ferry.cli.main import main
 from ferry.config import ModelSpec
+from ferry.errors import ConfigError
 from ferry.models import open_source
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "cortex"
@@ -116,7 +120,7 @@ def test_build_of_a_cortex_api_ships_its_code_models_and_config(
     assert project[0]["name"] == "iris-forest"
     assert project[0]["predictor"]["config"] == {"model_path": "models/forest.joblib"}
     dockerfile = (out / "Dockerfile").read_text()
-    assert "COPY model/ferry.yaml /opt/ml/model/ferry.yaml" in dockerfile
+    assert "COPY model/ /opt/ml/model/" in dockerfile
     assert "COPY code/ /opt/ml/model/code/" in dockerfile
     assert 'SAGEMAKER_MODEL_SERVER_WORKERS="2"' in dockerfile  # processes_per_replica
     # /opt/ml/model as the Dockerfile assembles it: model/ with code/ inside
@@ -300,3 +304,151 @@ def test_foreign_output_directories_are_never_emptied(
     assert main(["build", "iris.joblib", "--out", "mine"]) != 0
     assert "not written by ferry" in capsys.readouterr().err
     assert (model_dir / "mine" / "notes.txt").read_text() == "keep me"
+
+
+# --- the model directory: what ferry serve reads in /opt/ml/model ----------------------
+
+LABELLED = """\
+- name: iris-named
+  predictor:
+    type: python
+    model_path: iris.joblib
+    labels: {0: setosa, 1: versicolor, 2: virginica}
+    feature_names: [sepal_length, sepal_width, petal_length, petal_width]
+- name: iris-proba
+  predictor: {model_path: iris.joblib, predict_proba: true, processes_per_replica: 3}
+  compute: {cpu: 2, mem: 4Gi}
+"""
+IRIS_LABELS = {0: "setosa", 1: "versicolor", 2: "virginica"}
+
+
+@pytest.fixture
+def labelled(model_dir: Path) -> Path:
+    """model_dir with a ferry.yaml serving iris.joblib with ferry's own output settings."""
+    (model_dir / "ferry.yaml").write_text(LABELLED)
+    return model_dir
+
+
+def served_from(model_dir: Path, tmp_path: Path) -> Any:
+    """What `ferry serve` (no model argument) identifies in the image's /opt/ml/model."""
+    return open_source(ModelSpec(uri=str(model_dir)), cache_dir=tmp_path / "serve-cache")
+
+
+def test_build_of_a_model_path_api_carries_its_name_and_output_settings(
+    labelled: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    files_of(capsys, ["build", "iris-named", "--out", "named"])
+    model = labelled / "named" / "model"
+    assert sorted(path.name for path in model.iterdir()) == ["ferry.yaml", "iris.joblib"]
+    generated = yaml.safe_load((model / "ferry.yaml").read_text())
+    assert generated == [{
+        "name": "iris-named",
+        "kind": "RealtimeAPI",
+        "predictor": {
+            "model_path": "iris.joblib",
+            "labels": IRIS_LABELS,
+            "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+        },
+    }]  # fmt: skip
+    source = served_from(model, tmp_path)
+    assert (source.name, source.framework, source.path.name) == ("iris-named", "pickle",
+                                                                 "iris.joblib")  # fmt: skip
+    assert source.spec.labels == IRIS_LABELS
+    assert source.spec.feature_names == ("sepal_length", "sepal_width", "petal_length",
+                                         "petal_width")  # fmt: skip
+    assert "COPY model/ /opt/ml/model/" in (labelled / "named" / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("target", ["sagemaker", "ec2", "beanstalk"])
+def test_every_model_directory_of_an_api_carries_its_ferry_yaml(
+    labelled: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str
+) -> None:
+    files_of(capsys, ["export", "iris-proba", "--target", target, "--out", "out"])
+    model = tmp_path / "model"
+    if target == "sagemaker":
+        with tarfile.open(labelled / "out" / "model.tar.gz") as tar:
+            assert sorted(tar.getnames()) == ["ferry.yaml", "iris.joblib"]
+            tar.extractall(model, filter="data")
+    else:
+        shutil.copytree(labelled / "out" / ("bundle/model" if target == "beanstalk" else "model"),
+                        model)  # fmt: skip
+    source = served_from(model, tmp_path)
+    assert (source.name, source.spec.predict_proba) == ("iris-proba", True)
+
+
+def test_bare_model_output_flags_reach_the_image(
+    model_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    files_of(capsys, ["build", "iris.joblib", "--labels", "0=setosa,1=versicolor,2=virginica",
+                      "--feature-names", "a,b,c,d", "--predict-proba"])  # fmt: skip
+    model = model_dir / "build" / "iris" / "model"
+    source = served_from(model, tmp_path)
+    assert (source.name, source.path.name) == ("iris", "iris.joblib")
+    assert source.spec.labels == IRIS_LABELS
+    assert source.spec.feature_names == ("a", "b", "c", "d")
+    assert source.spec.predict_proba
+    # without output settings a bare model ships alone, as SageMaker's recipe has it
+    files_of(capsys, ["build", "iris.joblib", "--out", "plain"])
+    assert [path.name for path in (model_dir / "plain" / "model").iterdir()] == ["iris.joblib"]
+
+
+def test_flags_override_the_project_like_ferry_serve(
+    labelled: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    files_of(capsys, ["export", "iris-named", "--target", "sagemaker", "--out", "out",
+                      "--labels", "0=a,1=b,2=c"])  # fmt: skip
+    with tarfile.open(labelled / "out" / "model.tar.gz") as tar:
+        tar.extractall(tmp_path / "model", filter="data")
+    source = served_from(tmp_path / "model", tmp_path)
+    assert source.spec.labels == {0: "a", 1: "b", 2: "c"}
+    assert source.spec.feature_names is not None  # the rest still comes from ferry.yaml
+
+
+def test_model_archive_is_byte_reproducible(labelled: Path, tmp_path: Path) -> None:
+    from ferry.cli.packaging_spec import model_archive, model_packager
+
+    project = load_project(labelled)
+    package = model_packager(project, tmp_path / "cache")
+    api = project.get("iris-named")
+    assert isinstance(api, RealtimeAPI)
+    first = package(api)
+    assert package(api) == first
+    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
+        assert {member.mtime for member in tar.getmembers()} == {0}
+    assert model_archive({"b": b"2", "a": b"1"}) == model_archive({"a": b"1", "b": b"2"})
+
+
+def test_deploy_env_ecs_renders_the_template_export_writes(
+    labelled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One spec for both: `ferry export --target ecs` and `ferry deploy --env ecs`."""
+    from ferry.cli.aws_deploy import ecs_spec
+    from ferry.runtime.aws.ecs import template
+
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/iris:7"
+    files_of(capsys, ["export", "iris-proba", "--target", "ecs", "--out", "out",
+                      "--image", image])  # fmt: skip
+    exported = (labelled / "out" / "ecs-fargate.yaml").read_text()
+    spec = ecs_spec(load_project(labelled), "iris-proba")
+    assert (spec.model_file, spec.workers, spec.compute.cpu) == ("ferry.yaml", 3, 2)
+    assert template("iris-proba", spec, image) == exported
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("iris", "is a TrafficSplitter; ECS deploys one RealtimeAPI per stack"),
+        ("iris-tree", "no API named 'iris-tree' (known: iris-forest, iris-logreg, iris-knn)"),
+    ],
+)
+def test_ecs_spec_names_one_realtime_api(cortex: Path, name: str, message: str) -> None:
+    from ferry.cli.aws_deploy import ecs_spec
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ecs_spec(load_project(cortex), name)
+
+
+def test_bad_labels_flag_is_one_line(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "iris.joblib", "--labels", "setosa"]) != 0
+    err = capsys.readouterr().err
+    assert "is not INDEX=LABEL" in err

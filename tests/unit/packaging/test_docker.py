@@ -62,7 +62,7 @@ def test_final_stage_keeps_the_sagemaker_contract() -> None:
     assert final[-2:] == ['ENTRYPOINT ["ferry"]', 'CMD ["serve"]']
     assert "EXPOSE 8080" in final
     assert "STOPSIGNAL SIGTERM" in final
-    assert "COPY model/iris.joblib /opt/ml/model/iris.joblib" in final
+    assert "COPY model/ /opt/ml/model/" in final  # the whole model directory
     env = next(line for line in final if line.startswith("ENV "))
     assert 'PYTHONUNBUFFERED="1"' in env
     assert 'SAGEMAKER_MAX_PAYLOAD_IN_MB="6"' in env

@@ -67,7 +67,8 @@ def test_unit_runs_ferry_on_loopback_with_time_to_drain() -> None:
         line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0] != "#"
     )
     argv = shlex.split(settings["ExecStart"])
-    assert argv[:3] == ["/opt/ferry/venv/bin/ferry", "serve", "/opt/ferry/model/iris.joblib"]
+    # the model directory, laid out as /opt/ml/model is (the model, maybe a ferry.yaml)
+    assert argv[:3] == ["/opt/ferry/venv/bin/ferry", "serve", "/opt/ferry/model"]
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[argv.index("--port") + 1] == "8080"
     assert int(settings["TimeoutStopSec"]) > 25

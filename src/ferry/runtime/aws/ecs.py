@@ -1,26 +1,27 @@
 """``ferry deploy --env ecs``: the packaging's ECS Fargate template as a CloudFormation stack.
 
-The stack (``ferry-<api>``, tagged ``ferry:api``) is the state: create it, or update it
-("No updates are to be performed" is success), wait for ``*_COMPLETE`` with each new
-status reported, and read the load balancer URL from its outputs. A failed update rolls
-back to the previous template, which keeps serving; the reason comes from the stack's
-first failed event. ``delete`` deletes the stack and waits until it is gone.
+The caller hands over the API's ``PackageSpec`` (``ferry.cli.packaging_spec`` builds it,
+the same spec ``ferry export --target ecs`` renders). The stack (``ferry-<api>``, tagged
+``ferry:api``) is the state: create it, or update it ("No updates are to be performed"
+is success), wait for ``*_COMPLETE`` with each new status reported, and read the load
+balancer URL from its outputs. A failed update rolls back to the previous template, which
+keeps serving; the reason comes from the stack's first failed event. ``delete`` deletes
+the stack and waits until it is gone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ferry.apispec import Project, RealtimeAPI
 from ferry.errors import ConfigError
-from ferry.packaging import render_cloudformation
+from ferry.packaging import PackageSpec, render_cloudformation
 from ferry.runtime.aws.errors import AwsConflictError, AwsError, AwsNotFoundError, translate
 from ferry.runtime.aws.plan import TAG_API
 from ferry.runtime.aws.session import AwsTarget, Progress, no_progress, poll
-from ferry.runtime.aws.spec import package_spec
 
 __all__ = [
     "EcsOptions",
@@ -31,6 +32,7 @@ __all__ = [
     "stack_name",
     "stack_parameters",
     "status",
+    "template",
 ]
 
 _OK = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE"})
@@ -106,30 +108,28 @@ def _describe(cf: Any, stack: str) -> dict[str, Any] | None:
             raise
 
 
-def _template(project: Project, name: str, image_uri: str) -> str:
-    try:
-        api = project.get(name)
-    except KeyError:
-        raise ConfigError(f"{project.path}: no API named {name!r}") from None
-    if not isinstance(api, RealtimeAPI):
-        raise ConfigError(f"{name!r} is a TrafficSplitter; ECS deploys one RealtimeAPI per stack")
-    files = render_cloudformation(package_spec(api, image_uri))
+def template(name: str, spec: PackageSpec, image_uri: str) -> str:
+    """The stack's template: the spec's ECS Fargate template running ``image_uri``."""
+    files = render_cloudformation(dataclasses.replace(spec, image_uri=image_uri))
     if "ecs-fargate.yaml" not in files:
-        raise ConfigError(f"api {name!r} asks for GPUs, which Fargate does not have")
+        raise ConfigError(
+            f"api {name!r} asks for {spec.compute.gpu} GPU(s), which Fargate does not have; "
+            "deploy it with --env sagemaker instead"
+        )
     return files["ecs-fargate.yaml"]
 
 
 def deploy(
-    project: Project,
     name: str,
+    spec: PackageSpec,
     options: EcsOptions,
     target: AwsTarget | None = None,
     progress: Progress = no_progress,
 ) -> StackStatus:
-    """Create or update the stack of API ``name`` and wait until it is complete."""
+    """Create or update the stack of API ``name`` (serving ``spec``) and wait until done."""
     cf = (target or AwsTarget()).client("cloudformation")
     stack = stack_name(name)
-    body = _template(project, name, options.image_uri)
+    body = template(name, spec, options.image_uri)
     existing = _describe(cf, stack)
     if existing is not None:
         _check_owner(existing, name)

@@ -10,12 +10,13 @@ serving, the endpoint is tagged with the failure, and ``deploy`` raises the reas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ferry.apispec import Project
+from ferry.apispec import Project, RealtimeAPI
 from ferry.packaging.spec import PackageSpec
 from ferry.runtime.aws import scaling, state
-from ferry.runtime.aws.artifact import build_archive, upload
+from ferry.runtime.aws.artifact import ModelArchive, upload
 from ferry.runtime.aws.errors import AwsError, translate
 from ferry.runtime.aws.plan import (
     EndpointPlan,
@@ -31,26 +32,34 @@ from ferry.runtime.aws.plan import (
 from ferry.runtime.aws.session import AwsTarget, Progress, no_progress, poll
 from ferry.runtime.aws.status import EndpointStatus, endpoint_status
 
-__all__ = ["container_env", "deploy", "status"]
+__all__ = ["ModelPackager", "container_env", "deploy", "status"]
 
 _BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack")
+
+ModelPackager = Callable[[RealtimeAPI], bytes]
+"""The ``model.tar.gz`` bytes of an API (``ferry.cli.packaging_spec.model_packager``)."""
 
 
 def deploy(
     project: Project,
     name: str,
     options: SageMakerOptions,
+    package_model: ModelPackager,
     target: AwsTarget | None = None,
     progress: Progress = no_progress,
 ) -> EndpointStatus:
-    """Deploy the API or splitter ``name`` as a SageMaker endpoint and wait until InService."""
+    """Deploy the API or splitter ``name`` as a SageMaker endpoint and wait until InService.
+
+    ``package_model`` gives each variant's ``model.tar.gz``, the same archive ``ferry
+    export --target sagemaker`` writes.
+    """
     target = target or AwsTarget()
     sm = target.client("sagemaker")
     plan = plan_endpoint(project, name, options)
     existing = state.describe_endpoint(sm, name)
     if existing is not None:
         state.check_owner(sm, existing, name)
-    urls = _upload_models(target, plan, options, progress)
+    urls = _upload_models(target, plan, options, package_model, progress)
     rollout = _Rollout(target, plan, options, revision_of(plan, options, urls), progress)
     if existing is not None and existing["EndpointConfigName"] == rollout.config:
         progress(f"{name}: revision {rollout.revision} is already deployed")
@@ -75,11 +84,15 @@ def status(name: str, target: AwsTarget | None = None) -> EndpointStatus:
 
 
 def _upload_models(
-    target: AwsTarget, plan: EndpointPlan, options: SageMakerOptions, progress: Progress
+    target: AwsTarget,
+    plan: EndpointPlan,
+    options: SageMakerOptions,
+    package_model: ModelPackager,
+    progress: Progress,
 ) -> dict[str, str]:
     s3, urls = target.client("s3"), {}
     for variant in plan.variants:
-        archive = build_archive(variant.api, plan.root)
+        archive = ModelArchive(package_model(variant.api))
         key = archive.key(plan.name)
         url = f"s3://{options.bucket}/{key}"
         uploaded = upload(s3, options.bucket, key, archive)

@@ -20,7 +20,6 @@ from ferry.runtime.aws.plan import (
     tags,
 )
 from ferry.runtime.aws.sagemaker import container_env
-from ferry.runtime.aws.spec import package_spec
 
 OPTIONS = SageMakerOptions(
     image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1",
@@ -110,10 +109,3 @@ def test_shadow_targets_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="shadow APIs are not deployed to SageMaker"):
         plan_endpoint(load_project(tmp_path), "iris", OPTIONS)
-
-
-def test_package_spec_for_ecs(project) -> None:  # type: ignore[no-untyped-def]
-    api = project.get("iris-a")
-    spec = package_spec(api, "img:1")
-    assert (spec.app_name, spec.model_file, spec.workers) == ("iris-a", "a.joblib", 2)
-    assert (spec.autoscaling.min_replicas, spec.autoscaling.max_replicas) == (2, 6)

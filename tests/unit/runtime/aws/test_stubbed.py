@@ -14,6 +14,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from ferry.apispec import load_project
+from ferry.packaging import PackageSpec
 from ferry.runtime.aws import ecs
 from ferry.runtime.aws.errors import AwsError
 from ferry.runtime.aws.plan import SageMakerOptions, plan_endpoint
@@ -92,8 +93,7 @@ def test_a_rolled_back_update_is_recorded_and_raised(plan) -> None:  # type: ign
         assert reason in str(raised.value)
 
 
-def test_ecs_no_updates_is_success(tmp_path: Path) -> None:
-    (tmp_path / "ferry.yaml").write_text("- name: iris\n  predictor: {model_path: m.joblib}\n")
+def test_ecs_no_updates_is_success() -> None:
     target = Fake("cloudformation")
     stack = {
         "StackName": "ferry-iris", "StackStatus": "UPDATE_COMPLETE", "CreationTime": 0,
@@ -109,7 +109,9 @@ def test_ecs_no_updates_is_success(tmp_path: Path) -> None:
             service_message="No updates are to be performed.",
         )
         cf.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "ferry-iris"})
-        result = ecs.deploy(load_project(tmp_path), "iris", options, target)
+        result = ecs.deploy(
+            "iris", PackageSpec(app_name="iris", model_file="ferry.yaml"), options, target
+        )
     assert (result.action, result.status, result.url) == (
         "unchanged",
         "UPDATE_COMPLETE",

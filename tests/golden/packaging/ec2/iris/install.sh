@@ -29,7 +29,12 @@ fi
 (cd "$HERE" && "$FERRY_HOME/venv/bin/pip" install --no-cache-dir \
     --disable-pip-version-check -r requirements.txt)
 
-install -D -m 0644 "$HERE/model/iris.joblib" "$FERRY_HOME/model/iris.joblib"
+# the model directory (the model, and the ferry.yaml that names the API and its
+# outputs) is replaced, not merged, so files deleted here disappear there too
+rm -rf "$FERRY_HOME/model"
+install -d -m 0755 "$FERRY_HOME/model"
+cp -R "$HERE/model/." "$FERRY_HOME/model/"
+chmod -R a+rX "$FERRY_HOME/model"
 
 install -m 0644 "$HERE/ferry-iris.service" /etc/systemd/system/ferry-iris.service
 systemctl daemon-reload

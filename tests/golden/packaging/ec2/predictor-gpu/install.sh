@@ -29,11 +29,13 @@ fi
 (cd "$HERE" && "$FERRY_HOME/venv/bin/pip" install --no-cache-dir \
     --disable-pip-version-check -r requirements.txt)
 
-install -D -m 0644 "$HERE/model/weights/model.onnx" "$FERRY_HOME/model/weights/model.onnx"
-# replaced, not merged, so files deleted from the predictor disappear here too
-rm -rf "$FERRY_HOME/model/code"
+# the model directory (the model, and the ferry.yaml that names the API and its
+# outputs) is replaced, not merged, so files deleted here disappear there too
+rm -rf "$FERRY_HOME/model"
+install -d -m 0755 "$FERRY_HOME/model"
+cp -R "$HERE/model/." "$FERRY_HOME/model/"
 cp -R "$HERE/code" "$FERRY_HOME/model/code"
-chmod -R a+rX "$FERRY_HOME/model/code"
+chmod -R a+rX "$FERRY_HOME/model"
 
 install -m 0644 "$HERE/ferry-dog-breeds.service" /etc/systemd/system/ferry-dog-breeds.service
 systemctl daemon-reload
