@@ -1,4 +1,9 @@
-"""``ferry cluster up|down|info``: the local cluster's control plane."""
+"""``ferry cluster up|down|info``: the local cluster's control plane.
+
+Imports are deferred to the commands that need them: ``cluster up --foreground`` (the
+control-plane process) starts the backend, and with it the zygote that forks replicas,
+before it imports the server, so module-level imports here would delay every cold start.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,16 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ferry.cli.connection import connect, state_dir
 from ferry.cli.render import console, output_option, print_json, table
-from ferry.control.client import (
-    ClusterNotRunningError,
-    ControlClient,
-    process_alive,
-    start_control_plane,
-)
 from ferry.errors import FerryError
-from ferry.runtime.base import RuntimeBackend
+
+if TYPE_CHECKING:
+    from ferry.runtime.base import RuntimeBackend
 
 __all__ = ["cluster"]
 
@@ -42,12 +44,14 @@ def up(foreground: bool, gateway_port: int) -> None:
     """Start the local cluster (`ferry deploy` does this on demand)."""
     directory = state_dir()
     if foreground:
-        from ferry.control.service import run_control_plane
+        from ferry.control.launch import run_control_plane
         from ferry.monitoring.logging import configure_logging
 
         configure_logging("info", "text")
         code = run_control_plane(directory, local_backend_factory(directory, gateway_port))
         raise click.exceptions.Exit(code)
+    from ferry.control.client import ClusterNotRunningError, start_control_plane
+
     try:
         client = connect()
     except ClusterNotRunningError:
@@ -68,16 +72,27 @@ def up(foreground: bool, gateway_port: int) -> None:
 
 
 def local_backend_factory(directory: Path, gateway_port: int) -> Callable[[], RuntimeBackend]:
-    """Builds the local runtime backend (replica processes behind nginx) when called."""
+    """Builds the local runtime backend (replica processes behind nginx) when called.
+
+    The zygote is started first, before the backend's own imports, so its preloading
+    begins as early as the control-plane process allows."""
     try:
-        from ferry.runtime.local import LocalBackend
+        from ferry.runtime.local.forking import PreforkProcesses
     except ImportError as error:
         raise FerryError(
             f"the local runtime (ferry.runtime.local) is not available in this build: {error}"
         ) from None
 
     def build() -> RuntimeBackend:
-        return LocalBackend(directory / "runtime", gateway_port=gateway_port)
+        runtime = directory / "runtime"
+        processes = PreforkProcesses(runtime / "zygote")
+        try:
+            from ferry.runtime.local import LocalBackend
+
+            return LocalBackend(runtime, gateway_port=gateway_port, processes=processes)
+        except BaseException:
+            processes.close()
+            raise
 
     return build
 
@@ -86,6 +101,8 @@ def local_backend_factory(directory: Path, gateway_port: int) -> Callable[[], Ru
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
 def down(timeout: float) -> None:
     """Stop every replica, the gateway and the control plane; deployments are kept."""
+    from ferry.control.client import ClusterNotRunningError
+
     try:
         client = connect()
     except ClusterNotRunningError:
@@ -105,6 +122,8 @@ def down(timeout: float) -> None:
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
+    from ferry.control.client import process_alive
+
     if pid == os.getpid():  # an in-process control plane (tests)
         return True
     deadline = time.monotonic() + timeout
@@ -119,7 +138,7 @@ def _wait_exit(pid: int, timeout: float) -> bool:
 @output_option
 def info(output: str) -> None:
     """Where the control plane and gateway listen, and what they run."""
-    client: ControlClient = connect()
+    client = connect()
     try:
         data = client.cluster()
     finally:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ferry.control.client import ControlClient
-from ferry.control.store import default_state_dir
+from ferry.control.launch import default_state_dir
+
+if TYPE_CHECKING:
+    from ferry.control.client import ControlClient
 
 __all__ = ["connect", "state_dir"]
 
@@ -17,4 +20,6 @@ def state_dir() -> Path:
 
 def connect(*, start: bool = False) -> ControlClient:
     """A client of the running control plane (started on demand if ``start``)."""
+    from ferry.control.client import ControlClient  # imported on use: it loads httpx
+
     return ControlClient.connect(state_dir(), start=start)

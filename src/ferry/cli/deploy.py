@@ -77,7 +77,7 @@ def _wait(
                     f"not live after {timeout:g}s: {_progress(mine)} "
                     "(`ferry describe API` shows why; the deploy goes on in the background)"
                 )
-            time.sleep(0.25)
+            time.sleep(0.05)
 
 
 def _progress(rows: Sequence[dict[str, Any]]) -> str:

@@ -67,9 +67,11 @@ class ControlApi:
         info: Mapping[str, Any],
         clock: Callable[[], float] = time.time,
         on_shutdown: Callable[[bool], None] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store, self.reconciler, self.backend = store, reconciler, backend
         self.info, self.clock, self.on_shutdown = dict(info), clock, on_shutdown
+        self.on_change = on_change  # the desired state changed: reconcile now
         self.gateway_url = str(info.get("gateway_url", DEFAULT_GATEWAY_URL))
 
     async def deploy(self, request: Request) -> Response:
@@ -78,8 +80,13 @@ class ControlApi:
         if not isinstance(path, str) or not Path(path).is_absolute():
             raise BadRequest('body must be {"path": <absolute path of the project>}')
         outcomes = deploy_project(self.store, Path(path), self.clock())
+        self._changed()
         apis = [{"api": o.api, "action": o.action, "revision": o.revision} for o in outcomes]
         return JSONResponse({"apis": apis})
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def list_apis(self, request: Request) -> Response:
         observed = self.reconciler.observed
@@ -105,6 +112,7 @@ class ControlApi:
         name = request.path_params["name"]
         self.store.mark_deleting(name, self.clock())
         self.store.add_event(name, "info", "deleting", self.clock())
+        self._changed()
         return JSONResponse({"api": name, "status": "deleting"}, status_code=202)
 
     async def refresh(self, request: Request) -> Response:
@@ -113,12 +121,14 @@ class ControlApi:
         self.store.add_event(
             name, "info", f"refresh: replacing every replica ({revision})", self.clock()
         )
+        self._changed()
         return JSONResponse({"api": name, "revision": revision})
 
     async def rollback(self, request: Request) -> Response:
         name = request.path_params["name"]
         revision = self.store.rollback(name, self.clock())
         self.store.add_event(name, "info", f"rolling back to {revision}", self.clock())
+        self._changed()
         return JSONResponse({"api": name, "revision": revision})
 
     async def logs(self, request: Request) -> Response:

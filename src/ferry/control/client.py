@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import httpx
 
 from ferry.errors import BadRequest, ConfigError, FerryError, NotFound
 
-__all__ = ["ClusterNotRunningError", "ControlClient", "start_control_plane"]
+__all__ = ["ClusterNotRunningError", "ControlClient", "local_client", "start_control_plane"]
 
 NOT_RUNNING = "the local cluster is not running; start it with `ferry cluster up`"
 
@@ -39,6 +40,13 @@ _ERRORS: dict[str, type[FerryError]] = {
     "not_found": NotFound,
     "bad_request": BadRequest,
 }
+
+
+def local_client(timeout: float, **options: Any) -> httpx.Client:
+    """A client for plain HTTP on 127.0.0.1: no proxy from the environment, and a TLS
+    context that trusts nothing instead of loading the CA bundle (~0.1 s per client)."""
+    no_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return httpx.Client(timeout=timeout, verify=no_tls, trust_env=False, **options)
 
 
 def process_alive(pid: int) -> bool:
@@ -76,8 +84,8 @@ class ControlClient:
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
         self.url = url
-        self._http = httpx.Client(
-            base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=timeout
+        self._http = local_client(
+            timeout, base_url=url, headers={"authorization": f"Bearer {token}"}
         )
 
     @classmethod
@@ -180,7 +188,7 @@ def start_control_plane(state_dir: Path, *, timeout: float = 30.0) -> dict[str, 
             return info
         if process.poll() is not None and _discover(state_dir) is None:
             raise FerryError(f"the control plane did not start: {_last_line(log_path)}")
-        time.sleep(0.1)
+        time.sleep(0.02)
     raise FerryError(f"the control plane did not answer within {timeout:g}s; see {log_path}")
 
 

@@ -7,7 +7,11 @@ cannot pick up. Decisions come from the pure ``autoscaler`` and ``rollout`` func
 
 Order within a tick matters for zero-downtime updates: replicas about to be stopped leave
 the routing table first, the new table is applied, and only then are they stopped (the
-backend drains them).
+backend drains them). New replicas are started before the table is applied, so a gateway
+reload for a new API runs while its first replica boots.
+
+``settling`` tells the loop that drives ``tick`` to come back soon (a replica is starting
+or draining), so readiness shows up in a fraction of a second instead of a tick later.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Reconciler:
         self._seen_failures: set[str] = set()
         self._hold_until: dict[str, float] = {}
         self._last_crash: dict[str, float] = {}
+        self._settling = False
 
     @property
     def routes(self) -> RoutingTable | None:
@@ -91,6 +96,12 @@ class Reconciler:
     def observed(self) -> list[ReplicaStatus]:
         """The backend's replicas as the last tick saw them."""
         return list(self._observed)
+
+    @property
+    def settling(self) -> bool:
+        """True when the last tick started replicas or saw some starting or draining:
+        the next tick should come soon to see them ready (or gone)."""
+        return self._settling
 
     def tick(self) -> None:
         """One observe -> plan -> act pass; never raises."""
@@ -117,12 +128,18 @@ class Reconciler:
             if s.api not in actions and s.state != ReplicaState.TERMINATING
         ]
         stopping = {rid for act in actions.values() for rid in act.stop} | set(orphans)
+        for name, act in actions.items():
+            self._start(name, act.start, now)
         self._apply_routes(self._store.apis(), observed, stopping)
         for name, act in actions.items():
-            self._act(name, act, now)
+            self._stop_and_drop(name, act, now)
         for replica_id in orphans:
             self._stop(None, replica_id, now)
         self._record_stats(observed, now)
+        transient = (ReplicaState.STARTING, ReplicaState.TERMINATING)
+        self._settling = any(act.start for act in actions.values()) or any(
+            status.state in transient for status in observed
+        )
 
     # --- planning -----------------------------------------------------------------------
 
@@ -240,10 +257,8 @@ class Reconciler:
             self._backend.apply_routes(table)
             self._applied = table
 
-    def _act(self, name: str, act: _Actions, now: float) -> None:
-        for replica_id in act.stop:
-            self._stop(name, replica_id, now)
-        for spec in act.start:
+    def _start(self, name: str, specs: Sequence[ReplicaSpec], now: float) -> None:
+        for spec in specs:
             try:
                 self._store.add_replica(spec.replica_id, name, spec.revision, now)
                 self._backend.start_replica(spec)
@@ -251,6 +266,10 @@ class Reconciler:
             except Exception as error:
                 log.exception("starting a replica of %s failed", name)
                 self._event(name, "error", f"cannot start a replica: {error}", now)
+
+    def _stop_and_drop(self, name: str, act: _Actions, now: float) -> None:
+        for replica_id in act.stop:
+            self._stop(name, replica_id, now)
         if act.drop:
             self._store.drop(name)
             log.info("api %s deleted", name)

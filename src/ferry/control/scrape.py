@@ -10,6 +10,7 @@ import re
 
 import httpx
 
+from ferry.control.client import local_client
 from ferry.control.records import RequestStats
 
 __all__ = ["HttpScraper", "parse_request_stats"]
@@ -48,7 +49,7 @@ class HttpScraper:
     """``scrape(address)`` for the reconciler: GET http://ADDRESS/metrics, short timeout."""
 
     def __init__(self, timeout: float = 0.5) -> None:
-        self._client = httpx.Client(timeout=timeout)
+        self._client = local_client(timeout)
 
     def __call__(self, address: str) -> RequestStats | None:
         try:

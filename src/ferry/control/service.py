@@ -1,9 +1,10 @@
 """The control-plane process: the composition root of store, reconciler, backend and API.
 
-``run_control_plane`` is what ``ferry cluster up --foreground`` runs. The backend is
-injected (``backend_factory``) because the control plane never imports a concrete backend;
-the CLI, which may import every layer, builds the local one. One control plane per state
-directory: a lock file held for the process's lifetime makes a second one exit at once.
+``launch.run_control_plane`` (what ``ferry cluster up --foreground`` runs) takes the state
+directory's lock, builds the backend and then runs a ``ControlPlane``. The backend is
+injected because the control plane never imports a concrete backend; the CLI, which may
+import every layer, builds the local one. One control plane per state directory: a lock
+file held for the process's lifetime makes a second one exit at once.
 
 Files in the state directory (all 0600): ``ferry.db`` (the store), ``token`` (the bearer
 token clients send), ``control.json`` (pid, URL; removed on a clean exit) and
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -22,9 +22,9 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -32,18 +32,15 @@ from starlette.applications import Starlette
 from ferry import __version__
 from ferry.control.api import DEFAULT_GATEWAY_URL, ControlApi, build_app
 from ferry.control.reconciler import Reconciler, Scrape
-from ferry.control.scrape import HttpScraper
 from ferry.control.store import Store
-from ferry.errors import FerryError
 from ferry.runtime.base import RoutingTable, RuntimeBackend
 
-__all__ = ["ControlPlane", "read_token", "run_control_plane"]
+__all__ = ["ControlPlane", "read_token"]
 
 log = logging.getLogger("ferry.control")
 
 CONTROL_FILE = "control.json"
 TOKEN_FILE = "token"  # noqa: S105 - a file name, not a secret
-LOCK_FILE = "control.lock"
 DATABASE_FILE = "ferry.db"
 
 
@@ -66,8 +63,16 @@ def read_token(state_dir: Path, *, create: bool = False) -> str | None:
     return token
 
 
+SETTLING_TICK_S = 0.1  # tick interval while replicas start or drain
+
+
 class ControlPlane:
-    """The API server and the reconcile loop in one event loop; ``serve`` blocks."""
+    """The API server and the reconcile loop in one event loop; ``serve`` blocks.
+
+    The loop ticks every ``tick_interval``; every ``SETTLING_TICK_S`` while the reconciler
+    is settling (replicas starting or draining); and at once after a change through the
+    API (deploy, delete, refresh, rollback), so nothing waits for the next tick.
+    """
 
     def __init__(
         self,
@@ -91,7 +96,10 @@ class ControlPlane:
         self._stop_replicas = False
         self._server: uvicorn.Server | None = None
         self._ready = threading.Event()
-        self.api = ControlApi(self.store, self.reconciler, backend, self._info(), clock, self.stop)
+        self._wake: asyncio.Event | None = None
+        self.api = ControlApi(
+            self.store, self.reconciler, backend, self._info(), clock, self.stop, self.wake
+        )
 
     def _info(self) -> dict[str, Any]:
         return {
@@ -124,6 +132,7 @@ class ControlPlane:
             self._finish()
 
     async def _run(self, server: uvicorn.Server) -> None:
+        self._wake = asyncio.Event()
         loop_task = asyncio.create_task(self._reconcile_forever())
         self._ready.set()
         try:
@@ -134,12 +143,24 @@ class ControlPlane:
                 await loop_task
 
     async def _reconcile_forever(self) -> None:
+        assert self._wake is not None
         while True:
+            self._wake.clear()
             try:
                 await asyncio.to_thread(self.reconciler.tick)
             except Exception:  # tick never raises; this keeps the loop alive if it ever does
                 log.exception("reconcile loop")
-            await asyncio.sleep(self.tick_interval)
+            interval = self.tick_interval
+            if self.reconciler.settling:
+                interval = min(interval, SETTLING_TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    def wake(self) -> None:
+        """Tick now (or right after the tick under way): the desired state changed.
+        Called on the event loop's thread (the API's handlers)."""
+        if self._wake is not None:
+            self._wake.set()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         return self._ready.wait(timeout)
@@ -178,37 +199,3 @@ class ControlPlane:
         self.backend.apply_routes(RoutingTable())
         for status in self.backend.observe():
             self.backend.stop_replica(status.replica_id, drain=True)
-
-
-@contextlib.contextmanager
-def _exclusive(state_dir: Path) -> Iterator[TextIO]:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    with os.fdopen(descriptor, "r+", encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FerryError(
-                f"a control plane is already running for {state_dir} (see `ferry cluster info`)"
-            ) from None
-        yield lock
-
-
-def run_control_plane(
-    state_dir: Path,
-    backend_factory: Callable[[], RuntimeBackend],
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> int:
-    """Run the control plane in this process until it is stopped; the exit code."""
-    with _exclusive(state_dir):
-        backend = backend_factory()
-        scraper = HttpScraper()
-        try:
-            plane = ControlPlane(state_dir, backend, host=host, port=port, scrape=scraper)
-            log.info("control plane listening on %s", plane.url)
-            plane.serve()
-        finally:
-            scraper.close()
-    return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry.control.launch import default_state_dir
 from ferry.control.records import (
     ApiRecord,
     AutoscalerState,
@@ -75,14 +76,6 @@ _API_COLUMNS = (
 _RECONCILER_COLUMNS = frozenset(
     {"status", "reason", "desired", "restarts", "failed_revision", "fallback_revision"}
 )
-
-
-def default_state_dir() -> Path:
-    """``$FERRY_STATE_DIR``, else ``$XDG_STATE_HOME/ferry``, else ``~/.local/state/ferry``."""
-    if os.environ.get("FERRY_STATE_DIR"):
-        return Path(os.environ["FERRY_STATE_DIR"]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "ferry"
 
 
 def revision_id(spec: Mapping[str, Any], root: str, salt: str = "") -> str:

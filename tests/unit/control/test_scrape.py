@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ferry.control.launch import exclusive
 from ferry.control.scrape import parse_request_stats
-from ferry.control.service import _exclusive, read_token
+from ferry.control.service import read_token
 from ferry.errors import FerryError
 
 METRICS = """\
@@ -42,8 +43,8 @@ def test_an_empty_exposition_counts_nothing() -> None:
 
 
 def test_one_control_plane_per_state_dir(tmp_path: Path) -> None:
-    with _exclusive(tmp_path), pytest.raises(FerryError, match="already running"):  # noqa: SIM117
-        with _exclusive(tmp_path):
+    with exclusive(tmp_path), pytest.raises(FerryError, match="already running"):  # noqa: SIM117
+        with exclusive(tmp_path):
             pass
 
 

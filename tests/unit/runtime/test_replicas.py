@@ -24,22 +24,35 @@ class FakeProcesses:
         self.env: dict[int, dict[str, str]] = {}
         self.argv: dict[int, list[str]] = {}
         self.signals: list[tuple[int, int, bool]] = []
+        self.fresh: dict[int, bool] = {}
+        self.closed = False
         self.next_pid = 1000
 
-    def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int:
+    def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, fresh: bool = False
+    ) -> int:
         self.next_pid += 1
         self.running[self.next_pid] = None
         self.env[self.next_pid] = dict(env)
         self.argv[self.next_pid] = list(argv)
+        self.fresh[self.next_pid] = fresh
         return self.next_pid
 
-    def poll(self, pid: int, marker: str) -> int | None:
+    def started(self, pid: int) -> int:
+        return pid * 10  # a start time per process
+
+    def poll(self, pid: int, marker: str, started: int = 0) -> int | None:
         if pid not in self.running:
             return LOST
         name, _, value = marker.partition("=")
         if self.env[pid].get(name) != value:
             return LOST  # a reused pid: not our replica
+        if started and started != pid * 10:
+            return LOST
         return self.running[pid]
+
+    def close(self) -> None:
+        self.closed = True
 
     def signal(self, pid: int, signum: int, *, group: bool = False) -> None:
         self.signals.append((pid, signum, group))

@@ -24,6 +24,7 @@ import httpx
 
 from ferry.runtime.base import RoutingTable
 from ferry.runtime.local.nginx_conf import GatewayLayout, GatewayOptions, config_digest, render
+from ferry.runtime.local.probe import local_client
 
 __all__ = ["GatewayError", "NginxGateway", "find_nginx"]
 
@@ -150,17 +151,18 @@ class NginxGateway:
         asynchronous, and the caller may stop a replica the old routes still name."""
         url = f"{self.url}/_ferry/healthz"
         deadline = time.monotonic() + timeout
-        while True:
-            try:  # a fresh connection each time: kept-alive ones stay with old workers
-                answer = httpx.get(url, headers={"connection": "close"}, timeout=1.0)
-                if answer.status_code == 200 and answer.json().get("config") == digest:
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                log = self.layout.error_log
-                raise GatewayError(f"nginx did not load the new routes; see {log}")
-            time.sleep(0.02)
+        with local_client(1.0) as client:
+            while True:
+                try:  # a fresh connection each time: kept-alive ones stay with old workers
+                    answer = client.get(url, headers={"connection": "close"})
+                    if answer.status_code == 200 and answer.json().get("config") == digest:
+                        return
+                except (httpx.HTTPError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    log = self.layout.error_log
+                    raise GatewayError(f"nginx did not load the new routes; see {log}")
+                time.sleep(0.01)
 
     def _wait_old_workers_quit(self, timeout: float = 5.0) -> None:
         """Old workers close their idle keep-alive connections as they get the master's

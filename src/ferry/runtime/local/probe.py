@@ -7,6 +7,7 @@ so several observations within one reconcile tick cost one round of requests.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["Probe", "Prober", "parse_in_flight"]
+__all__ = ["Probe", "Prober", "local_client", "parse_in_flight"]
 
 _GAUGE = "ferry_requests_in_flight"
 
@@ -24,6 +25,13 @@ class Probe:
     ready: bool
     in_flight: int = 0
     error: str = ""
+
+
+def local_client(timeout: float) -> httpx.Client:
+    """A client for plain HTTP on 127.0.0.1: no proxy from the environment, and a TLS
+    context that trusts nothing instead of loading the CA bundle (~0.1 s per client)."""
+    no_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return httpx.Client(timeout=timeout, verify=no_tls, trust_env=False)
 
 
 def parse_in_flight(text: str) -> int:
@@ -44,7 +52,7 @@ class Prober:
     def __init__(
         self,
         timeout_s: float = 0.5,
-        ttl_s: float = 0.2,
+        ttl_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._timeout = timeout_s
@@ -73,7 +81,7 @@ class Prober:
         base = f"http://127.0.0.1:{port}"
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=self._timeout, trust_env=False)
+                self._client = local_client(self._timeout)
             client = self._client
         try:
             ready = client.get(f"{base}/readyz")

@@ -31,6 +31,7 @@ class ReplicaRecord:
     port: int
     spec: dict[str, Any]
     started_at: float
+    start_ticks: int = 0  # the process's start time after boot: with the pid, its identity
     restarts: int = 0
     backoff_s: float = 0.5
     restart_at: float | None = None  # set while a crashed replica waits for its restart

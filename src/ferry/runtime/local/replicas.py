@@ -194,12 +194,16 @@ class ReplicaSupervisor:
             time.sleep(0.05)
 
     def close(self) -> None:
-        """Release the HTTP client; the processes keep running."""
+        """Release the HTTP client and the process host; the processes keep running."""
         self._prober.close()
+        self._processes.close()
 
     # ------------------------------------------------------------------ internals
     def _marker(self, record: ReplicaRecord) -> str:
         return f"{MARKER}={record.replica_id}"
+
+    def _poll(self, record: ReplicaRecord) -> int | None:
+        return self._processes.poll(record.pid, self._marker(record), record.start_ticks)
 
     def _adopt(self) -> None:
         now = self._clock()
@@ -207,7 +211,7 @@ class ReplicaSupervisor:
             self._records[record.replica_id] = record
             running = record.stopping_since is None and record.restart_at is None
             if running and not record.cannot_boot:
-                code = self._processes.poll(record.pid, self._marker(record))
+                code = self._poll(record)
                 if code is not None:
                     log.info("replica %s died while unwatched", record.replica_id)
                     self._exited(record, code, now)
@@ -230,7 +234,9 @@ class ReplicaSupervisor:
                 f"[ferry] starting replica {record.replica_id} (api {record.api}, "
                 f"revision {record.revision}) on 127.0.0.1:{port}\n"
             )
-        record.pid = self._processes.spawn(argv, serve_env(spec), log_path)
+        # variables of the spec's own may act at interpreter start-up: a fresh one then
+        record.pid = self._processes.spawn(argv, serve_env(spec), log_path, fresh=bool(spec.env))
+        record.start_ticks = self._processes.started(record.pid)
         record.port = port
         record.started_at = self._clock()
         record.restart_at = None
@@ -245,7 +251,7 @@ class ReplicaSupervisor:
             if now >= record.restart_at:
                 self._spawn(record)
         else:
-            code = self._processes.poll(record.pid, self._marker(record))
+            code = self._poll(record)
             if code is not None:
                 self._exited(record, code, now)
             elif now - record.started_at >= HEALTHY_RESET_S and record.backoff_s > BACKOFF_START_S:
@@ -271,7 +277,7 @@ class ReplicaSupervisor:
         self._store.save(record)
 
     def _tick_stopping(self, record: ReplicaRecord, now: float) -> None:
-        code = self._processes.poll(record.pid, self._marker(record))
+        code = self._poll(record)
         if code is not None:
             self._processes.signal(record.pid, signal.SIGKILL, group=True)
             self._forget(record)

@@ -1,0 +1,315 @@
+"""Replica processes forked from a pre-warmed zygote, or started fresh when it cannot.
+
+``PreforkProcesses`` is the ``ProcessHost`` of the local backend. It starts a zygote
+(``zygote``) as soon as it is built, so by the time a replica is asked for, ``ferry serve``,
+NumPy, scikit-learn and the other frameworks are already imported; forking a replica then
+costs milliseconds instead of the seconds of a fresh interpreter (decision 0008). A
+replica is started as a fresh process instead when its spec sets environment variables
+(they may act at interpreter start-up, as ``LD_PRELOAD`` or ``OMP_NUM_THREADS`` do), when
+its command is not ``python -m ferry``, or when the zygote is gone, refuses or does not
+answer; nothing waits on the zygote for longer than ``timeout_s``.
+
+Exit codes of forked replicas come from the files the zygote writes as it reaps them; a
+replica whose exit nobody recorded (it ended while no zygote watched) reads as ``LOST``,
+as does any replica adopted from an earlier control plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ferry.runtime.local.processes import (
+    LOST,
+    OsProcesses,
+    is_running,
+    is_zombie,
+    parent_of,
+)
+from ferry.runtime.local.zygote import PROGRAM
+
+__all__ = ["PRELOAD", "PreforkProcesses", "ZygoteHandle"]
+
+log = logging.getLogger("ferry.runtime.local")
+
+# What `ferry serve` imports to serve a pickled scikit-learn model, then the frameworks,
+# in the order a first replica needs them. A module that is missing is skipped.
+PRELOAD: tuple[str, ...] = (
+    "ferry.cli.main",
+    "ferry.cli.serve",
+    "ferry.serving.server",
+    "ferry.serving.worker",
+    "ferry.serving.app",
+    "ferry.models.loaders.pickle",
+    "ferry.models.forest",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.lifespan.on",
+    "threadpoolctl",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.compose",
+    "sklearn.tree",
+    "sklearn.neighbors",
+    "sklearn.svm",
+    "xgboost",
+    "lightgbm",
+)
+MODULE = "ferry"  # requests must be `python -m ferry ...`
+RESPAWN_AFTER_S = 60.0  # a zygote that died is replaced at most this often
+REAP_GRACE_S = 2.0  # how long a forked replica that is gone may wait for its exit file
+
+
+class ZygoteHandle:
+    """One zygote process and the pipe to it. ``spawn`` is thread-safe."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        preload: Sequence[str] = PRELOAD,
+        executable: str = sys.executable,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.directory = directory
+        self.exits = directory / "exits"
+        self.executable = executable
+        self.timeout_s = timeout_s
+        self.usable = True
+        self._lock = threading.Lock()
+        self._buffer = b""
+        directory.mkdir(parents=True, exist_ok=True)
+        argv = [executable, "-m", PROGRAM, "--module", MODULE, "--exits", str(self.exits)]
+        argv += ["--preload", ",".join(preload)]
+        with open(directory / "zygote.log", "ab") as log_file:
+            self._process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> tuple[int, int] | None:
+        """Fork ``argv`` from the zygote: (pid, start ticks), or None (start it fresh)."""
+        request = {"argv": list(argv), "env": dict(env), "log": str(log_path), "cwd": os.getcwd()}
+        with self._lock:
+            if not self.usable or not self.alive():
+                return None
+            answer = self._ask(json.dumps(request).encode() + b"\n")
+        if answer is None:
+            return None
+        if "pid" not in answer:
+            log.warning("the zygote cannot fork this replica: %s", answer.get("error"))
+            if "threads" in str(answer.get("error")):
+                self.usable = False  # it would refuse every later request too
+            return None
+        return int(answer["pid"]), int(answer.get("started", 0))
+
+    def _ask(self, request: bytes) -> dict[str, Any] | None:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None
+        assert stdout is not None
+        try:
+            stdin.write(request)
+            stdin.flush()
+        except OSError as error:
+            log.warning("the zygote is gone (%s); starting replicas fresh", error)
+            self.usable = False
+            return None
+        deadline = time.monotonic() + self.timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready = select.select([stdout], [], [], max(0.0, left))[0] if left > 0 else []
+            data = os.read(stdout.fileno(), 65536) if ready else b""
+            if not data:
+                why = "did not answer in time" if left <= 0 or not ready else "exited"
+                log.warning("the zygote %s; starting replicas fresh", why)
+                self.usable = False
+                self._kill()
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        return answer if isinstance(answer, dict) else {"error": f"bad answer {line[:200]!r}"}
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            self._process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pipe (the zygote exits; the replicas it forked run on) and reap it."""
+        with self._lock:
+            self.usable = False
+            for stream in (self._process.stdin, self._process.stdout):
+                with contextlib.suppress(OSError):
+                    if stream is not None:
+                        stream.close()
+            try:
+                self._process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+
+
+class PreforkProcesses:
+    """A ``ProcessHost``: replicas forked from the zygote where safe, fresh otherwise."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        preload: Sequence[str] = PRELOAD,
+        executable: str = sys.executable,
+        timeout_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self._preload = tuple(preload)
+        self._executable = executable
+        self._timeout_s = timeout_s
+        self._clock = clock
+        self._fresh = OsProcesses()
+        self._lock = threading.Lock()
+        self._forked: dict[int, int] = {}  # pid -> start ticks, of replicas forked here
+        self._gone_since: dict[int, float] = {}  # forked, gone, exit file not there yet
+        self._zygote: ZygoteHandle | None = self._new_zygote()
+        self._respawn_at = self._clock() + RESPAWN_AFTER_S
+
+    @property
+    def exits(self) -> Path:
+        return self.directory / "exits"
+
+    def zygote_pid(self) -> int | None:
+        """The pid of the running zygote, if any (tests, diagnostics)."""
+        zygote = self._zygote
+        return zygote.pid if zygote is not None and zygote.alive() else None
+
+    def _new_zygote(self) -> ZygoteHandle | None:
+        try:
+            return ZygoteHandle(
+                self.directory,
+                preload=self._preload,
+                executable=self._executable,
+                timeout_s=self._timeout_s,
+            )
+        except OSError as error:
+            log.warning("cannot start the zygote (%s); replicas start fresh", error)
+            return None
+
+    def _current_zygote(self) -> ZygoteHandle | None:
+        with self._lock:
+            zygote = self._zygote
+            if zygote is not None and zygote.usable and zygote.alive():
+                return zygote
+            if zygote is not None and zygote.alive():
+                return None  # it refuses to fork (threads): a new one would too
+            if self._clock() < self._respawn_at:
+                return None
+            if zygote is not None:
+                zygote.close(timeout=1.0)
+            log.info("starting a new zygote")
+            self._zygote = self._new_zygote()
+            self._respawn_at = self._clock() + RESPAWN_AFTER_S
+            return self._zygote
+
+    def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, fresh: bool = False
+    ) -> int:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        forkable = list(argv[:3]) == [self._executable, "-m", MODULE]
+        zygote = self._current_zygote() if forkable and not fresh else None
+        if zygote is not None:
+            spawned = zygote.spawn(argv, env, log_path)
+            if spawned is not None:
+                pid, started = spawned
+                self._exit_file(pid, started).unlink(missing_ok=True)  # a reused pid's
+                with self._lock:
+                    self._forked[pid] = started
+                return pid
+        return self._fresh.spawn(argv, env, log_path)
+
+    def started(self, pid: int) -> int:
+        with self._lock:
+            started = self._forked.get(pid)
+        return started if started is not None else self._fresh.started(pid)
+
+    def poll(self, pid: int, marker: str, started: int = 0) -> int | None:
+        if self._fresh.owns(pid):
+            return self._fresh.poll(pid, marker, started)
+        with self._lock:
+            started = started or self._forked.get(pid, 0)
+        code = self._recorded_exit(pid, started)
+        if code is None and is_running(pid, marker, started):
+            return None
+        if code is None and self._exit_pending(pid):
+            return None  # exited; the zygote records its code as it reaps it
+        with self._lock:
+            self._forked.pop(pid, None)
+            self._gone_since.pop(pid, None)
+        return LOST if code is None else code
+
+    def signal(self, pid: int, signum: int, *, group: bool = False) -> None:
+        self._fresh.signal(pid, signum, group=group)
+
+    def close(self) -> None:
+        """Stop the zygote; replicas keep running (the next control plane adopts them)."""
+        with self._lock:
+            zygote, self._zygote = self._zygote, None
+            self._respawn_at = float("inf")
+        if zygote is not None:
+            zygote.close()
+
+    def _exit_pending(self, pid: int) -> bool:
+        """True while the live zygote has yet to reap ``pid`` or write its exit file."""
+        zygote = self._zygote
+        if zygote is None or not zygote.alive():
+            return False
+        if is_zombie(pid):
+            return parent_of(pid) == zygote.pid
+        with self._lock:
+            if pid not in self._forked:
+                return False
+            since = self._gone_since.setdefault(pid, self._clock())
+        return self._clock() - since < REAP_GRACE_S  # reaped, file about to be written
+
+    def _exit_file(self, pid: int, started: int) -> Path:
+        return self.exits / f"{pid}-{started}"
+
+    def _recorded_exit(self, pid: int, started: int) -> int | None:
+        if not started:
+            return None
+        path = self._exit_file(pid, started)
+        try:
+            code = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        path.unlink(missing_ok=True)
+        return code

@@ -1,0 +1,304 @@
+"""The zygote: a pre-warmed interpreter that forks replica processes on request.
+
+The local backend starts one per control plane (``python -m ferry.runtime.local.zygote``,
+see ``forking``) with a pipe on stdin for requests and one on stdout for replies, one JSON
+object per line. It first imports the ``--preload`` modules (what ``ferry serve`` and the
+model frameworks import: seconds that every fresh replica would spend again; requests sent
+meanwhile wait in the pipe), then answers requests. A request names the argv (``python -m
+MODULE ...``), environment, log file and working directory of a replica; the zygote forks
+and the child turns into that process:
+
+- a session of its own (its pid is its process group, as with ``start_new_session``);
+- stdin from /dev/null, stdout and stderr appended to the log file, no other descriptor;
+- the request's environment, and ``sys.path`` as a fresh interpreter would build it from
+  that environment's ``PYTHONPATH``; new random seeds;
+- its command line (``/proc/<pid>/cmdline``, what ``ps`` shows) rewritten to the
+  request's argv, as far as the zygote's own command line leaves room;
+- ``MODULE`` run as ``__main__`` (``runpy``), then the process exits with its exit code.
+
+The reply is the child's pid and start time (``/proc/<pid>/stat``), which together name
+the process for the control plane (a forked child has the zygote's ``/proc/<pid>/environ``,
+so the replica marker variable cannot identify it).
+
+Fork safety: the zygote never starts a thread. OpenBLAS starts its thread pool when loaded,
+so the zygote holds it to one thread (``OPENBLAS_NUM_THREADS=1`` while preloading; each
+replica's server sets its own limits when it loads the model) and checks before every fork
+that it is still the only thread; when it is not, it refuses and the backend starts a
+fresh interpreter instead.
+
+The zygote reaps its children and writes each exit status to ``--exits/<pid>-<start>``, so
+the control plane learns the exit code of a process it did not fork (code 3, "cannot
+boot", must stop restarts). It exits when stdin closes (the control plane stopped or died);
+its children run on, re-parented, and the next control plane re-adopts them as it does any
+replica.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import gc
+import importlib
+import json
+import os
+import runpy
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ferry.runtime.local.processes import start_ticks
+
+__all__ = ["PROGRAM", "main"]
+
+PROGRAM = "ferry.runtime.local.zygote"
+_POOL_VARIABLES = ("OPENBLAS_NUM_THREADS",)  # pools that start threads when loaded
+
+
+def _say(message: str) -> None:
+    """One line on the zygote's own log (stderr)."""
+    sys.stderr.write(f"[ferry zygote {os.getpid()}] {message}\n")
+    sys.stderr.flush()
+
+
+def thread_count() -> int:
+    """Threads of this process, native ones included."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # pragma: no cover - Linux only
+        return 0
+
+
+class Zygote:
+    """The request loop; ``run`` returns when stdin closes."""
+
+    def __init__(self, module: str, preload: Sequence[str], exits: Path) -> None:
+        self.module = module
+        self.preload = list(preload)
+        self.exits = exits
+        self.children: dict[int, int] = {}  # pid -> start ticks, until reaped
+        self._buffer = b""
+        self._wake_r, self._wake_w = os.pipe()
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        for name in self.preload:
+            self._preload(name)
+        gc.collect()
+        gc.freeze()  # children share these pages instead of copying them
+        elapsed = time.perf_counter() - started
+        _say(f"preloaded in {elapsed:.2f} s; {thread_count()} thread(s)")
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select
+        while True:
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select([0, self._wake_r], [], [], 5.0)
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._wake_r, 4096)
+            self.reap()
+            if 0 not in readable:
+                continue
+            data = os.read(0, 65536)
+            if not data:
+                break
+            self._buffer += data
+            while b"\n" in self._buffer:
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                if line.strip():
+                    self._reply(self._handle(line))
+        self.reap()
+
+    # ------------------------------------------------------------------ preload
+    def _preload(self, name: str) -> None:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # a framework that is not installed is fine
+            _say(f"not preloaded: {name} ({type(error).__name__}: {error})")
+
+    # ------------------------------------------------------------------ requests
+    def _reply(self, answer: Mapping[str, Any]) -> None:
+        os.write(1, json.dumps(answer).encode() + b"\n")
+
+    def _handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            argv = [str(arg) for arg in request["argv"]]
+            env = {str(k): str(v) for k, v in request["env"].items()}
+            log_path, cwd = str(request["log"]), str(request["cwd"])
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            return {"error": f"bad request: {error}"}
+        if argv[:3] != [sys.executable, "-m", self.module]:
+            return {"error": f"only `{sys.executable} -m {self.module} ...` can be forked"}
+        threads = thread_count()
+        if threads != 1:
+            return {"error": f"the zygote runs {threads} threads; forking it is unsafe"}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _become(self.module, argv[3:], env, log_path, cwd)
+        started = start_ticks(pid)  # still ours: only this loop reaps it
+        self.children[pid] = started
+        return {"pid": pid, "started": started}
+
+    # ------------------------------------------------------------------ children
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            started = self.children.pop(pid, 0)
+            self._record_exit(pid, started, os.waitstatus_to_exitcode(status))
+
+    def _record_exit(self, pid: int, started: int, code: int) -> None:
+        try:
+            self.exits.mkdir(parents=True, exist_ok=True)
+            path = self.exits / f"{pid}-{started}"
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(str(code))
+            os.replace(temporary, path)
+        except OSError as error:
+            _say(f"cannot record the exit of {pid} ({code}): {error}")
+
+
+def _become(
+    module: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: str,
+    cwd: str,
+) -> NoReturn:
+    """In the child: turn into ``python -m MODULE ARGS`` and exit with its code."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _redirect(log_path)
+        _set_title([sys.executable, "-m", module, *args])
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        _set_path(cwd, env)
+        _reseed()
+        importlib.invalidate_caches()
+        sys.argv = [module, *args]
+        code = _run(module)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _redirect(log_path: str) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.closerange(3, _max_fd())  # the pipes to the control plane, the zygote's log
+
+
+def _set_title(argv: Sequence[str]) -> None:
+    """Write ``argv`` over this process's command line (what ``ps`` and ``/proc/<pid>/
+    cmdline`` show), cut to the room the original one takes; best effort."""
+    try:
+        import ctypes
+
+        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end
+        room = end - start
+        if not 0 < room < 1 << 20:
+            return
+        title = b"\0".join(arg.encode(errors="replace") for arg in argv)[: room - 1]
+        ctypes.memmove(start, title.ljust(room, b"\0"), room)
+    except (OSError, ValueError, IndexError, ImportError):
+        return
+
+
+def _max_fd() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):  # pragma: no cover
+        return 1024
+    return 65536 if soft == resource.RLIM_INFINITY else min(int(soft), 1 << 20)
+
+
+def _set_path(cwd: str, env: Mapping[str, str]) -> None:
+    """``sys.path`` as ``python -m`` started in ``cwd`` with ``env`` would have it: the
+    working directory first, then ``PYTHONPATH`` (absolute), then what the zygote had."""
+    if sys.path:
+        sys.path[0] = cwd
+    position = 1
+    for entry in env.get("PYTHONPATH", "").split(os.pathsep):
+        if not entry:
+            continue
+        path = os.path.abspath(os.path.join(cwd, entry))
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(position, path)
+        position += 1
+
+
+def _reseed() -> None:
+    """``random`` reseeds itself after a fork; NumPy's global generator does not."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        with contextlib.suppress(Exception):
+            numpy.random.seed()
+
+
+def _run(module: str) -> int:
+    """Run ``module`` as ``__main__``; its exit code as ``python -m`` would return it."""
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit_:
+        code = _exit_code(exit_.code)
+    atexit._run_exitfuncs()
+    return code
+
+
+def _exit_code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    sys.stderr.write(f"{value}\n")
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser.add_argument("--module", required=True, help="what requests may run (-m MODULE)")
+    parser.add_argument("--preload", default="", help="modules to import, comma-separated")
+    parser.add_argument("--exits", required=True, type=Path, help="where exit codes go")
+    args = parser.parse_args(argv)
+    for name in _POOL_VARIABLES:
+        os.environ[name] = "1"
+    preload = [name for name in args.preload.split(",") if name]
+    _say(f"started; preloading {len(preload)} module(s)")
+    Zygote(args.module, preload, args.exits).run()
+    _say("stdin closed; exiting (children run on)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
