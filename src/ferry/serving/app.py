@@ -142,7 +142,23 @@ def _lifespan(
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        # Start answering at once (live, not ready); readiness flips after warm-up.
+        if runner.preloaded:
+            # Loaded before fork: the warm-up takes milliseconds, and uvicorn accepts no
+            # connection before startup ends, so this worker never answers "not ready"
+            # while its siblings already serve.
+            try:
+                await runner.start()
+            except Exception as error:
+                log.error("model failed to warm up: %s", error)
+                if on_boot_failure is not None:
+                    on_boot_failure(error)
+                raise
+            try:
+                yield
+            finally:
+                await runner.stop()
+            return
+        # Loading takes a while: answer at once (live, not ready); ready after warm-up.
         task = asyncio.get_running_loop().create_task(runner.start())
 
         def done(finished: asyncio.Task[None]) -> None:

@@ -54,6 +54,7 @@ class ModelRunner:
         self._settings = settings
         self._metrics = metrics
         self._model = model
+        self._preloaded = model is not None
         self._version = version
         self._ready = False
         self._failure: str | None = None
@@ -91,6 +92,11 @@ class ModelRunner:
 
     def is_ready(self) -> bool:
         return self._ready
+
+    @property
+    def preloaded(self) -> bool:
+        """True when the model was given loaded (before fork), so only a warm-up is left."""
+        return self._preloaded
 
     def _make_info(self, signature: Signature) -> ModelInfo:
         return ModelInfo(
