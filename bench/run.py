@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -321,6 +323,27 @@ def load_floor(model: str) -> float:
     return time.perf_counter() - started
 
 
+def ferry_first_start(model: str, row: list[float], rnd: int, timeout: float) -> float | None:
+    """ferry's cold start with an empty cache directory, so no compiled form to reuse.
+
+    The contender proper runs with the default cache, where the first start of a model file
+    stored the compiled form of its trees (docs/models.md, "Compiled cache"); a server
+    started on a file for the first time, or with --no-compiled-cache, looks like this.
+    """
+    base = CONTENDERS["ferry"]
+    cache = Path(tempfile.mkdtemp(prefix="ferry-bench-cache-"))
+    first = dataclasses.replace(
+        base, argv=lambda m, p, s: [*base.argv(m, p, s), "--cache-dir", str(cache)]
+    )
+    srv = Server(first, model, f"r{rnd}-first")
+    try:
+        srv.start()
+        return srv.wait_ready(row, timeout)
+    finally:
+        srv.stop()
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def median_inprocess(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rounds if "error" not in r]
     if not ok:
@@ -504,6 +527,12 @@ def main() -> int:
                 if key in failed:
                     continue
                 c = CONTENDERS[name]
+                if name == "ferry":
+                    first = ferry_first_start(m, docs[m]["rows"][0], r + 1, args.start_timeout)
+                    result.setdefault("first_starts", []).append(
+                        {"model": m, "round": r + 1, "cold_start_s": first}
+                    )
+                    log(f"round {r + 1}/{rounds} {m} ferry: first start {first} s")
                 srv = Server(c, m, f"r{r + 1}")
                 log(f"round {r + 1}/{rounds} {m} {name}: starting")
                 try:
