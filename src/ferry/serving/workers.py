@@ -157,7 +157,12 @@ class Supervisor:
                     os.kill(slot.pid, signal.SIGKILL)
 
     def _restart_all(self) -> None:
-        """Graceful restart (SIGHUP): replace workers one by one."""
+        """Graceful restart (SIGHUP): every worker drains and is replaced.
+
+        All workers get SIGTERM at once and finish their in-flight requests; the listening
+        socket stays open here, so connections made meanwhile wait in its backlog until
+        the replacements (forked again from this process) accept them: nothing is refused.
+        """
         for index, slot in enumerate(self._slots):
             if slot.pid:
                 with contextlib.suppress(ProcessLookupError):
