@@ -211,6 +211,35 @@ def test_a_killed_worker_is_replaced(start_server: Any, iris_model_path: Path) -
         assert server.client.post("/predict", json=ROWS).status_code == 200
 
 
+def test_sighup_replaces_every_worker_and_refuses_nothing(
+    start_server: Any, iris_model_path: Path
+) -> None:
+    server = start_server(str(iris_model_path), "--workers", "2")
+    before = set(server.worker_pids())
+    statuses: list[int] = []
+    stop = time.monotonic() + 3.0
+
+    def fire() -> None:
+        # A new connection per request: a kept-alive one may be closed by its draining
+        # worker between two requests, which HTTP leaves to the client to retry.
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while time.monotonic() < stop:
+                answer = client.post("/predict", json=ROWS, headers={"Connection": "close"})
+                statuses.append(answer.status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(fire) for _ in range(4)]
+        time.sleep(0.8)
+        server.process.send_signal(signal.SIGHUP)
+        for future in futures:
+            future.result()
+    after = set(server.worker_pids())
+    assert len(after) == 2
+    assert not before & after, "every worker was replaced"
+    assert len(statuses) > 50
+    assert set(statuses) == {200}
+
+
 def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ferry", *args],

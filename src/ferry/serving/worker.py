@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mmap
 import socket
@@ -19,6 +20,8 @@ from ferry.serving.app import build_app
 __all__ = ["EXIT_CANNOT_BOOT", "HeartbeatBoard", "run_worker"]
 
 EXIT_CANNOT_BOOT = 3
+ACCEPT_GRACE_S = 0.3
+"""How long a stopping worker still reads requests on connections it already accepted."""
 log = logging.getLogger("ferry.worker")
 _SLOT = struct.Struct("d")
 
@@ -59,6 +62,14 @@ class _Server(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes every connection that has no request in progress at once, which
+        # drops a connection accepted a moment ago whose request is still on its way.
+        # Stop accepting first and give such requests a moment to arrive; they are then
+        # in flight and are answered (with Connection: close) like any other.
+        for server in self.servers:
+            server.close()
+        if self.server_state.connections:
+            await asyncio.sleep(ACCEPT_GRACE_S)
         await super().shutdown(sockets)
         if self._access_log is not None:
             self._access_log.flush()
