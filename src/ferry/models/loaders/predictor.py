@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from ferry.errors import ModelError, ModelLoadError
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.models.loaders.injection import Injector, injector
-from ferry.models.loaders.load_error import first_line
+from ferry.models.loaders.load_error import first_line, install_hint
 from ferry.models.loaders.predictor_class import find_class
 from ferry.types import InputKind, PayloadRequest, Signature
 
@@ -53,11 +54,12 @@ def construct(cls: type, source: ModelSource) -> object:
         "device": "cpu",
     }
     init = injector(cls, supplies=_INIT, what=f"{where}.__init__")
-    instance = _call(init, values, f"{where}.__init__")
+    project = Path(source.spec.python_path or source.path.parent)
+    instance = _call(init, values, f"{where}.__init__", project)
     setup = _setup_hook(instance, cortex=any(arg == "config" for arg, _ in init.arguments))
     if setup is not None:
         what = f"{where}.{setup.__name__}"
-        _call(injector(setup, supplies=_SETUP, what=what), values, what)
+        _call(injector(setup, supplies=_SETUP, what=what), values, what, project)
     return instance
 
 
@@ -181,10 +183,11 @@ def _hook(
     return None
 
 
-def _call(hook: Injector, values: dict[str, Any], what: str) -> Any:
+def _call(hook: Injector, values: dict[str, Any], what: str, project: Path | None) -> Any:
     try:
         return hook(values)
     except Exception as error:
         raise ModelLoadError(
             f"{what} raised {type(error).__name__}: {first_line(error)}"
+            + install_hint(error, project)
         ) from error

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ferry.errors import ModelLoadError
-from ferry.models.loaders.load_error import first_line
+from ferry.models.loaders.load_error import first_line, install_hint
 
 __all__ = ["DEFAULT_CLASS", "find_class", "import_file"]
 
@@ -54,6 +54,7 @@ def import_file(path: Path, python_path: str | None) -> ModuleType:
         del sys.modules[name]
         raise ModelLoadError(
             f"{path.name}: importing it raised {type(error).__name__}: {first_line(error)}"
+            + install_hint(error, Path(search))
         ) from error
     return module
 

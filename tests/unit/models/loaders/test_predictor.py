@@ -203,6 +203,40 @@ def test_import_error_names_the_file(tmp_path: Path, make_source: MakeSource) ->
         load_source(make_source(path, "python"))
 
 
+def test_a_missing_package_says_how_to_install_the_projects_requirements(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    path = _write(tmp_path, "import ferry_pkg_not_there.sub\n", "imports.py")
+    (tmp_path / "requirements.txt").write_text("ferry-pkg-not-there==1.0\n")
+    with pytest.raises(ModelLoadError) as caught:
+        load_source(make_source(path, "python"))
+    assert str(caught.value).endswith(
+        f"'ferry_pkg_not_there' is not installed in this environment: "
+        f"pip install -r {tmp_path / 'requirements.txt'}"
+    )
+
+
+def test_a_package_missing_in_init_says_to_install_it(
+    tmp_path: Path, make_source: MakeSource
+) -> None:
+    source = """
+    class PythonPredictor:
+        def __init__(self, config):
+            import ferry_pkg_not_there
+
+        def predict(self, payload):
+            return payload
+    """
+    path = _write(tmp_path, source)
+    with pytest.raises(ModelLoadError) as caught:
+        load_source(make_source(path, "python", predictor_class="PythonPredictor"))
+    message = str(caught.value)
+    assert "PythonPredictor.__init__ raised ModuleNotFoundError" in message
+    assert message.endswith(
+        "'ferry_pkg_not_there' is not installed in this environment (pip install it)"
+    )
+
+
 def test_litserve_style_hooks_and_python_path(tmp_path: Path, make_source: MakeSource) -> None:
     libs = tmp_path / "libs"
     libs.mkdir()
