@@ -60,7 +60,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                     "socket_errors": sum(r["socket_errors"] for r in runs),
                     "rounds": len(runs),
                 }
-            peers = {n: v for n, v in row.items() if n not in refs and n != "ferry"}
+            peers = {n: v for n, v in row.items() if n not in refs and not n.startswith("ferry")}
             best = max(peers, key=lambda n: peers[n]["req_s"]) if peers else None
             ratio = None
             if best and "ferry" in row and peers[best]["req_s"]:
@@ -277,7 +277,9 @@ def markdown(s: dict[str, Any], raw_path: Path) -> str:
         "figures. Method (see `bench/README.md`): wrk pinned to core 0, the server pinned to",
         "core 1, each contender from its own virtualenv with pinned versions",
         "(`bench/requirements/`), 2 workers where it has the notion, stopped by PID after its",
-        "runs.",
+        "runs. ferry runs as a user starts it: its default is one worker per usable core,",
+        "which on the one pinned core is one worker; `ferry --workers 2` is ferry with the",
+        "peers' worker count. The ratios and targets use the default.",
         "",
         f"- Run: {r['timestamp']}, {cfg['rounds']} round(s) interleaved across contenders, "
         f"{cfg['duration_s']:g} s per run after {cfg['warmup_s']:g} s of warm-up; medians of "

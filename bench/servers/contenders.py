@@ -11,7 +11,6 @@ pinned to core 1 by the runner. A contender says:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +132,22 @@ def ENVS_BIN(env: str, exe: str) -> str:  # noqa: N802
 CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in [
+        # ferry as a user runs it: its default is one worker per core it may use, so on the
+        # one pinned server core that is one worker. ferry-2w is ferry with the peers'
+        # worker count, for the same comparison with two processes sharing the core.
         Contender(
             "ferry",
-            "ferry",
+            "ferry (default workers: 1 per usable core)",
+            None,
+            "rows",
+            lambda m, p, s: [
+                *(str(FERRY), "serve", _model(m)),
+                *("--host", "127.0.0.1", "--port", str(p)),
+            ],
+        ),
+        Contender(
+            "ferry-2w",
+            f"ferry --workers {WORKERS}",
             None,
             "rows",
             lambda m, p, s: [
@@ -147,7 +159,7 @@ CONTENDERS: dict[str, Contender] = {
                 "--port",
                 str(p),
                 "--workers",
-                str(int(os.environ.get("FERRY_BENCH_WORKERS", WORKERS))),
+                str(WORKERS),
             ],
         ),
         Contender(
