@@ -155,11 +155,14 @@ def targets(
                 )
             )
         fl = starts[m].get("flask")
+        # Compared at the same process count as Flask + Gunicorn's 2 workers when measured.
+        two = starts[m].get("ferry-2w")
+        p, which = (two, "ferry --workers 2") if two else (f, "ferry")
         out.append(
             (
                 f"ferry PSS <= Flask + Gunicorn's ({m})",
-                f"{f['pss_mb']:.0f} MB vs {fl['pss_mb']:.0f} MB" if f and fl else "n/a",
-                None if not (f and fl) else f["pss_mb"] <= fl["pss_mb"],
+                f"{which} {p['pss_mb']:.0f} MB vs {fl['pss_mb']:.0f} MB" if p and fl else "n/a",
+                None if not (p and fl) else p["pss_mb"] <= fl["pss_mb"],
             )
         )
     return out
