@@ -32,16 +32,19 @@ def describe(api: str, limit: int, output: str, env: str, region: str | None) ->
     try:
         detail = client.api(api)
         events = client.events(api, limit)
+        rows = client.apis() if detail["kind"] == "TrafficSplitter" else []
     finally:
         client.close()
     if output == "json":
         print_json({**detail, "events": events})
         return
-    console().print(_view(detail, events))
+    console().print(_view(detail, events, rows))
 
 
-def _view(detail: dict[str, Any], events: list[dict[str, Any]]) -> RenderableType:
-    parts: list[RenderableType] = [api_view(detail), Text("")]
+def _view(
+    detail: dict[str, Any], events: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> RenderableType:
+    parts: list[RenderableType] = [api_view(detail, rows), Text("")]
     replicas = [
         (r["id"], r["revision"], r["state"], r["address"] or "-", r["in_flight"],
          r["restarts"], age(r["started_at"]) if r["started_at"] else "-", r["reason"] or "")
@@ -62,8 +65,8 @@ def _view(detail: dict[str, Any], events: list[dict[str, Any]]) -> RenderableTyp
     reason = (detail.get("autoscaler") or {}).get("reason")
     if reason:
         parts += [Text(f"autoscaler: {reason}"), Text("")]
-    rows = [(_clock(e["at"]), e["level"], e["message"]) for e in events]
-    parts.append(table(("time", "level", "event"), rows) if rows else Text("no events"))
+    recent = [(_clock(e["at"]), e["level"], e["message"]) for e in events]
+    parts.append(table(("time", "level", "event"), recent) if recent else Text("no events"))
     return Group(*parts)
 
 

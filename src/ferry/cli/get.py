@@ -7,25 +7,46 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
 from ferry.cli.aws_deploy import aws_get, env_option
 from ferry.cli.connection import connect
-from ferry.cli.render import age, console, duration_ms, output_option, print_json, table
+from ferry.cli.render import (
+    age,
+    console,
+    duration_ms,
+    output_option,
+    plain_text,
+    print_json,
+    table,
+    until_stopped,
+)
 from ferry.control.client import ControlClient
 
-__all__ = ["api_view", "apis_table", "get"]
+__all__ = ["api_view", "apis_table", "get", "splitter_targets"]
 
 COLUMNS = (
     "api", "status", "up-to-date", "requested", "last update", "avg request", "2XX", "4XX", "5XX"
 )  # fmt: skip
+SPLITTER_COLUMNS = ("traffic splitter", "status", "apis", "endpoint", "last update")
+TARGET_COLUMNS = (
+    "api", "weight", "status", "up-to-date", "requested", "avg request", "2XX", "4XX", "5XX"
+)  # fmt: skip
+REPLICA_STATES = ("requested", "up_to_date", "stale", "starting", "ready", "failed", "terminating")
+WATCH_INTERVAL_S = 2.0
 
 
 @click.command()
 @click.argument("api", required=False)
-@click.option("-w", "--watch", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
+@click.option(
+    "-w",
+    "--watch",
+    is_flag=True,
+    help="Redraw every 2 seconds until Ctrl-C, which ends it with status 0 "
+    "(with --output json: one JSON document per line, per refresh).",
+)
 @env_option
 @click.option("--region", envvar="AWS_REGION", help="AWS region (--env sagemaker|ecs).")
 @output_option
@@ -36,45 +57,97 @@ def get(api: str | None, watch: bool, output: str, env: str, region: str | None)
         return
     client = connect()
     try:
-        if output == "json":
-            print_json(client.api(api) if api else {"apis": client.apis()})
-        elif watch:
-            _watch(client, api)
+        if watch:
+            with until_stopped():
+                _watch(client, api, output)
+        elif output == "json":
+            print_json(_data(client, api))
         else:
             console().print(_render(client, api))
     finally:
         client.close()
 
 
+def _data(client: ControlClient, api: str | None) -> dict[str, Any]:
+    return client.api(api) if api else {"apis": client.apis()}
+
+
 def _render(client: ControlClient, api: str | None) -> RenderableType:
-    return api_view(client.api(api)) if api else apis_table(client.apis())
+    if api is None:
+        rows = client.apis()
+        splits = {r["name"]: client.api(r["name"]) for r in rows if r["kind"] == "TrafficSplitter"}
+        return apis_table(rows, splits)
+    detail = client.api(api)
+    return api_view(detail, client.apis() if detail["kind"] == "TrafficSplitter" else ())
 
 
-def _watch(client: ControlClient, api: str | None) -> None:
-    with Live(_render(client, api), console=console(), auto_refresh=False) as live:
+def _watch(client: ControlClient, api: str | None, output: str) -> None:
+    """Redraw in place on a terminal; print each refresh in turn to a file or a pipe."""
+    out = console()
+    if output == "table" and out.is_terminal:
+        _redraw(client, api, out)
+    else:
+        _append(client, api, output)
+
+
+def _redraw(client: ControlClient, api: str | None, out: Console) -> None:
+    with Live(_render(client, api), console=out, auto_refresh=False) as live:
         while True:
-            time.sleep(2)
+            time.sleep(WATCH_INTERVAL_S)
             live.update(_render(client, api), refresh=True)
 
 
-def apis_table(rows: Sequence[dict[str, Any]]) -> RenderableType:
-    """``ferry get``: realtime APIs, then traffic splitters, Cortex style."""
+def _append(client: ControlClient, api: str | None, output: str) -> None:
+    while True:  # written with click: a closed pipe ends the command (``until_stopped``)
+        if output == "json":
+            print_json(_data(client, api), lines=True)
+        else:
+            click.echo(plain_text(_render(client, api)))
+        time.sleep(WATCH_INTERVAL_S)
+
+
+def apis_table(
+    rows: Sequence[dict[str, Any]], splitters: dict[str, dict[str, Any]] | None = None
+) -> RenderableType:
+    """``ferry get``: realtime APIs, then traffic splitters with their weights, Cortex style.
+
+    ``splitters`` holds each splitter's detail (``ferry get SPLITTER``), for its weights."""
     if not rows:
         return Text("no apis are deployed (`ferry deploy` deploys a ferry.yaml)")
     now = time.time()
     apis = [_row(row, now) for row in rows if row["kind"] == "RealtimeAPI"]
     parts: list[RenderableType] = [table(COLUMNS, apis)] if apis else []
-    splitters = [
-        (row["name"], row["status"], row["endpoint"], age(row["last_update"], now))
+    splits = [
+        (
+            row["name"],
+            row["status"],
+            " ".join(_weight_text(t) for t in splitter_targets((splitters or {}).get(row["name"])))
+            or "-",
+            row["endpoint"],
+            age(row["last_update"], now),
+        )
         for row in rows
         if row["kind"] == "TrafficSplitter"
     ]
-    if splitters:
-        parts += [
-            Text(""),
-            table(("traffic splitter", "status", "endpoint", "last update"), splitters),
-        ]
+    if splits:
+        parts += [Text("")] if parts else []
+        parts.append(table(SPLITTER_COLUMNS, splits))
     return Group(*parts)
+
+
+def splitter_targets(detail: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A splitter's ``apis`` (``name``, ``weight``, ``shadow``) from its spec."""
+    spec = (detail or {}).get("spec") or {}
+    targets = spec.get("apis") or []
+    return [
+        {"name": t["name"], "weight": t["weight"], "shadow": bool(t.get("shadow", False))}
+        for t in targets
+    ]
+
+
+def _weight_text(target: dict[str, Any]) -> str:
+    """``iris-forest:80``; a shadow's weight is the share of requests copied to it."""
+    return f"{target['name']}:{target['weight']}" + (" (shadow)" if target["shadow"] else "")
 
 
 def _row(row: dict[str, Any], now: float) -> tuple[Any, ...]:
@@ -93,9 +166,9 @@ def _row(row: dict[str, Any], now: float) -> tuple[Any, ...]:
     )
 
 
-def api_view(detail: dict[str, Any]) -> RenderableType:
-    """``ferry get API``: status, endpoint, replicas by state, revision, a curl example."""
-    replicas = detail["replicas"]
+def api_view(detail: dict[str, Any], rows: Sequence[dict[str, Any]] = ()) -> RenderableType:
+    """``ferry get API``: status, endpoint, revision, replicas by state and a curl example;
+    for a traffic splitter, its APIs with their weights and counters (from ``rows``)."""
     lines = [
         f"status: {detail['status']}" + (f" ({detail['reason']})" if detail["reason"] else ""),
         f"endpoint: {detail['url']}",
@@ -106,12 +179,25 @@ def api_view(detail: dict[str, Any]) -> RenderableType:
     ]  # fmt: skip
     parts: list[RenderableType] = [Text("\n".join(lines)), Text("")]
     if detail["kind"] == "RealtimeAPI":
-        states = ("requested", "up_to_date", "stale", "starting", "ready", "failed", "terminating")
-        counts = [replicas.get(state, 0) for state in states]
-        parts += [table([s.replace("_", "-") for s in states], [counts]), Text("")]
-    curl = (
-        f'curl {detail["url"]} -X POST -H "Content-Type: application/json" '
-        "-d '[[5.1, 3.5, 1.4, 0.2]]'"
-    )
+        counts = [detail["replicas"].get(state, 0) for state in REPLICA_STATES]
+        parts += [table([s.replace("_", "-") for s in REPLICA_STATES], [counts]), Text("")]
+    else:
+        parts += [_targets_table(detail, rows), Text("")]
+    curl = f'curl {detail["url"]} -X POST -H "Content-Type: application/json" -d @sample.json'
     parts.append(Text(f"example: {curl}"))
     return Group(*parts)
+
+
+def _targets_table(detail: dict[str, Any], rows: Sequence[dict[str, Any]]) -> RenderableType:
+    by_name = {row["name"]: row for row in rows}
+    now = time.time()
+    lines = []
+    for target in splitter_targets(detail):
+        weight = f"{target['weight']}" + (" (shadow)" if target["shadow"] else "")
+        row = by_name.get(target["name"])
+        if row is None:
+            lines.append((target["name"], weight, "not deployed", "-", "-", "-", "-", "-", "-"))
+            continue
+        name, status, up_to_date, requested, _, *requests = _row(row, now)
+        lines.append((name, weight, status, up_to_date, requested, *requests))
+    return table(TARGET_COLUMNS, lines)

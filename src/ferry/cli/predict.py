@@ -9,6 +9,7 @@ import click
 import httpx
 
 from ferry.cli.connection import connect
+from ferry.cli.render import output_option
 from ferry.errors import ConfigError, FerryError
 
 __all__ = ["predict"]
@@ -20,8 +21,10 @@ __all__ = ["predict"]
     "-d", "--data", required=True, help="The request body: JSON, or @FILE to send a file."
 )
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
-def predict(api: str, data: str, timeout: float) -> None:
-    """Send one prediction request to API through the gateway and print the answer."""
+@output_option
+def predict(api: str, data: str, timeout: float, output: str) -> None:
+    """Send one prediction request to API through the gateway and print the answer
+    (with --output json: the answer as one line of JSON, a text answer as a JSON string)."""
     body, content_type = _body(data)
     client = connect()
     try:
@@ -36,7 +39,7 @@ def predict(api: str, data: str, timeout: float) -> None:
         raise FerryError(f"cannot reach the gateway at {url}: {error}") from None
     if response.status_code >= 400:
         raise FerryError(f"{api} answered {response.status_code}: {_message(response)}")
-    click.echo(_pretty(response))
+    click.echo(_as_json(response) if output == "json" else _pretty(response))
 
 
 def _body(data: str) -> tuple[bytes, str]:
@@ -65,6 +68,15 @@ def _message(response: httpx.Response) -> str:
     if isinstance(body, dict) and "error" in body:
         return str(body["error"])
     return response.text.strip()[:300]
+
+
+def _as_json(response: httpx.Response) -> str:
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return json.dumps(response.json())
+        except ValueError:
+            pass
+    return json.dumps(response.text)
 
 
 def _pretty(response: httpx.Response) -> str:

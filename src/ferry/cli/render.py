@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 
 __all__ = [
@@ -17,8 +20,10 @@ __all__ = [
     "console",
     "duration_ms",
     "output_option",
+    "plain_text",
     "print_json",
     "table",
+    "until_stopped",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,8 +49,35 @@ def console() -> Console:
     return Console(width=200, no_color=True, highlight=False)
 
 
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+def plain_text(renderable: RenderableType) -> str:
+    """``renderable`` as the plain text ``console()`` prints to a file or a pipe."""
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, no_color=True, highlight=False).print(renderable)
+    return buffer.getvalue()
+
+
+def print_json(data: Any, *, lines: bool = False) -> None:
+    """``data`` as indented JSON, or as one line (JSON Lines, for a stream of documents)."""
+    if lines:
+        click.echo(json.dumps(data, sort_keys=True, separators=(",", ":")))
+    else:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@contextlib.contextmanager
+def until_stopped() -> Iterator[None]:
+    """Around a command that runs until the user stops it (``--watch``, ``--follow``):
+    Ctrl-C is the normal way out, so it ends the command with status 0 and no message,
+    and so does a reader that went away (``ferry logs API -f | head``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        # nothing more can be written; stop Python's own flush at exit from failing too
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:

@@ -89,7 +89,7 @@ def test_describe_logs_and_events(
     assert detail["events"]
     code, out, _ = run(capsys, "logs", "iris")
     assert code == 0
-    assert "| loading " in out
+    assert "] loading " in out
 
 
 def test_rollback_and_refresh(

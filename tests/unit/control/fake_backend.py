@@ -87,7 +87,7 @@ class FakeBackend:
     def logs(self, api: str, *, follow: bool = False, tail: int = 100) -> Iterator[str]:
         with self._lock:
             lines = [
-                f"{replica_id} | {line}"
+                f"[{replica_id}] {line}"  # as the local backend prefixes them
                 for replica_id, replica in self.replicas.items()
                 if replica.spec.api == api
                 for line in replica.log

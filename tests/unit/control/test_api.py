@@ -81,7 +81,7 @@ async def test_deploy_get_and_delete(
     events = (await client.get("/v1/apis/iris/events")).json()["events"]
     assert any(e["message"].startswith("starting replica") for e in events)
     logs = await client.get("/v1/apis/iris/logs")
-    assert "| ready" in logs.text
+    assert "] ready\n" in logs.text
     deleted = await client.delete("/v1/apis/iris")
     assert deleted.status_code == 202
     plane.tick(3)

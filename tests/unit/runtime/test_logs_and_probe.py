@@ -32,6 +32,22 @@ def test_follow_yields_new_lines_and_new_files(tmp_path: Path) -> None:
     stream.close()
 
 
+def test_follow_hands_control_back_on_every_poll_that_finds_nothing(tmp_path: Path) -> None:
+    """A reader in a worker thread must get control back while the replicas are quiet,
+    or it could never stop once its client has gone."""
+    (tmp_path / "a.log").write_text("old\n")
+    polls: list[float] = []
+    stream = read_logs(tmp_path, follow=True, tail=10, poll_s=0.5, sleep=polls.append)
+    assert next(stream) == "[a] old"
+    assert [next(stream), next(stream)] == ["", ""]  # one per quiet poll
+    assert polls == [0.5, 0.5]
+    with (tmp_path / "a.log").open("a") as log:
+        log.write("new\n")
+    assert next(stream) == "[a] new"  # a poll with news yields no empty string
+    assert next(stream) == ""
+    stream.close()
+
+
 def test_in_flight_sums_every_sample() -> None:
     text = (
         "# HELP ferry_requests_in_flight Requests being processed or queued.\n"

@@ -2,6 +2,9 @@
 
 Each line is prefixed ``[replica_id] ``. Following polls the directory, so replicas that
 start later are picked up; it stops when the caller stops iterating (closes the generator).
+A poll that finds nothing new yields an empty string: a caller reading in a worker thread
+gets it back every ``poll_s`` and can stop once its reader has gone (and the control plane
+sends it as an empty line, which ``ferry logs`` skips, so a gone reader is noticed).
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ def read_logs(
         yield from (f"[{path.stem}] {line}" for line in lines)
     while follow:
         sleep(poll_s)
+        found = False
         for path in _files(directory):
             lines, offsets[path] = _read_new(path, offsets.get(path, 0))
+            found = found or bool(lines)
             yield from (f"[{path.stem}] {line}" for line in lines)
+        if not found:
+            yield ""  # nothing new: hand control back to the caller
