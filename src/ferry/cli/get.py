@@ -53,6 +53,8 @@ WATCH_INTERVAL_S = 2.0
 def get(api: str | None, watch: bool, output: str, env: str, region: str | None) -> None:
     """List the deployed APIs, or show one API: endpoint, replicas, revision, a curl example."""
     if env != "local":
+        if watch:
+            raise click.UsageError(f"--watch works on the local cluster, not with --env {env}")
         aws_get(env, api, output, region)
         return
     client = connect()

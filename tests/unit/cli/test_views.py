@@ -203,3 +203,11 @@ def test_errors_are_one_line_whatever_the_output(
     code, out, err = run(capsys, *argv)
     assert (code, out) == (1, "")
     assert err == "ferry: error: api 'nope' is not deployed (see `ferry get`)\n"
+
+
+def test_watch_is_for_the_local_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "get", "--watch", "--env", "sagemaker")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1] == (
+        "Error: --watch works on the local cluster, not with --env sagemaker"
+    )
