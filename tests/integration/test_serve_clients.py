@@ -4,6 +4,7 @@ DataFrame pipelines fed with records, and the SageMaker model.tar.gz layout."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,91 @@ def test_a_sagemaker_model_tarball_is_unpacked_and_served(
     )
     assert answer.status_code == 200
     assert np.load(io.BytesIO(answer.content)).tolist() == iris_model.predict(ROWS).tolist()
+
+
+CUSTOM_ATTRIBUTES_PREDICTOR = """
+from starlette.responses import Response
+
+
+class PythonPredictor:
+    def __init__(self, config):
+        pass
+
+    def predict(self, payload, headers):
+        seen = headers.get("x-amzn-sagemaker-custom-attributes", "none")
+        if payload == "fail":
+            return Response("the model refused", status_code=422, media_type="text/plain")
+        return Response(
+            payload.upper(),
+            media_type="text/plain",
+            headers={"X-Amzn-SageMaker-Custom-Attributes": f"echo={seen}"},
+        )
+"""
+
+
+def _runtime_client(url: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_boto3_invoke_endpoint_works_unchanged_against_ferry_serve(
+    start_server: Any, iris_model_path: Path, iris_model: Any
+) -> None:
+    from botocore.exceptions import ClientError
+
+    server = start_server(str(iris_model_path), "--workers", "2")
+    runtime = _runtime_client(server.url)
+    csv = "\n".join(",".join(map(str, row)) for row in ROWS.tolist())
+    answer = runtime.invoke_endpoint(
+        EndpointName="iris", Body=csv, ContentType="text/csv", Accept="application/json"
+    )
+    assert answer["ContentType"] == "application/json"
+    assert answer["InvokedProductionVariant"] == "AllTraffic"
+    assert json.loads(answer["Body"].read()) == iris_model.predict(ROWS).tolist()
+    as_csv = runtime.invoke_endpoint(
+        EndpointName="iris",
+        Body=json.dumps(ROWS.tolist()),
+        ContentType="application/json",
+        Accept="text/csv",
+    )
+    assert as_csv["Body"].read().decode().split() == [str(c) for c in iris_model.predict(ROWS)]
+
+    with pytest.raises(runtime.exceptions.ModelError) as model_error:
+        runtime.invoke_endpoint(
+            EndpointName="iris", Body="[[1, 2, 3]]", ContentType="application/json"
+        )
+    error = model_error.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 400
+    assert "expected 4 features per row, got 3" in error["OriginalMessage"]
+    assert "Received client error (400) from primary" in error["Error"]["Message"]
+
+    with pytest.raises(ClientError) as unknown:
+        runtime.invoke_endpoint(EndpointName="nope", Body=csv, ContentType="text/csv")
+    assert unknown.value.response["Error"]["Code"] == "ValidationError"
+    assert "Endpoint nope not found" in unknown.value.response["Error"]["Message"]
+
+
+def test_boto3_custom_attributes_reach_a_predictor_and_come_back(
+    start_server: Any, tmp_path: Path
+) -> None:
+    predictor = tmp_path / "echo.py"
+    predictor.write_text(CUSTOM_ATTRIBUTES_PREDICTOR)
+    server = start_server(f"{predictor}:PythonPredictor")
+    runtime = _runtime_client(server.url)
+    answer = runtime.invoke_endpoint(
+        EndpointName="echo", Body=b"hello", ContentType="text/plain", CustomAttributes="trace=7"
+    )
+    assert answer["Body"].read() == b"HELLO"
+    assert answer["CustomAttributes"] == "echo=trace=7"
+    with pytest.raises(runtime.exceptions.ModelError) as refused:
+        runtime.invoke_endpoint(EndpointName="echo", Body=b"fail", ContentType="text/plain")
+    assert refused.value.response["OriginalStatusCode"] == 422
+    assert refused.value.response["OriginalMessage"] == "the model refused"

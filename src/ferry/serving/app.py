@@ -27,6 +27,7 @@ from ferry.monitoring.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from ferry.serving import health, openapi
 from ferry.serving.middleware import REQUEST_ID_KEY, RequestMiddleware, error_body
 from ferry.serving.protocols import predict, sagemaker, v2
+from ferry.serving.protocols.sagemaker_runtime import RuntimeEndpoint
 from ferry.serving.runner import ModelRunner
 
 __all__ = ["ServerApp", "build_app"]
@@ -95,6 +96,7 @@ def build_app(
     runner = ModelRunner(source, settings, metrics, model=model)
     endpoint = settings.endpoint
     default_accept = "application/json"
+    invocations = sagemaker.invocations_app(runner, default_accept)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -131,8 +133,9 @@ def build_app(
         exempt=frozenset({"/ping", "/healthz", "/readyz", "/metrics", "/v2/health/live"}),
         direct_posts={
             endpoint: predict.endpoint_app(runner),
-            "/invocations": sagemaker.invocations_app(runner, default_accept),
+            "/invocations": invocations,
         },
+        runtime_app=RuntimeEndpoint(runner, invocations),
     )
     return ServerApp(asgi=asgi, runner=runner, access_log=access_log)
 

@@ -18,6 +18,8 @@ import orjson
 from ferry.errors import FerryError, Overloaded, PayloadTooLarge, status_for
 from ferry.monitoring.logging import AccessLog
 from ferry.monitoring.metrics import ServerMetrics
+from ferry.serving.protocols.sagemaker_runtime import PATH_PREFIX as RUNTIME_PREFIX
+from ferry.serving.protocols.sagemaker_runtime import endpoint_name
 
 __all__ = ["REQUEST_ID_KEY", "RequestMiddleware", "error_body", "route_label"]
 
@@ -44,6 +46,8 @@ def route_label(path: str, known: frozenset[str]) -> str:
         return path
     if path.startswith("/v2/models/"):
         return _V2_MODEL.sub("/v2/models/{name}", path, count=1)
+    if endpoint_name(path) is not None:
+        return "/endpoints/{name}/invocations"
     return "other"
 
 
@@ -84,10 +88,12 @@ class RequestMiddleware:
         known_routes: frozenset[str],
         exempt: frozenset[str] = frozenset(),
         direct_posts: dict[str, ASGIApp] | None = None,
+        runtime_app: ASGIApp | None = None,
     ) -> None:
         self._app = app
         # the prediction routes skip the framework's routing and exception layers
         self._direct = direct_posts or {}
+        self._runtime = runtime_app  # POST /endpoints/{name}/invocations (SageMaker Runtime)
         self._metrics = metrics
         self._access_log = access_log
         self._max_body = max_body_bytes
@@ -162,7 +168,12 @@ class RequestMiddleware:
                 started[0] = True
             await send(message)
 
-        app = self._direct.get(scope["path"]) if scope["method"] == "POST" else None
+        app = None
+        if scope["method"] == "POST":
+            path = scope["path"]
+            app = self._direct.get(path)
+            if app is None and path.startswith(RUNTIME_PREFIX):
+                app = self._runtime
         try:
             await (app or self._app)(scope, _BodyLimit(receive, self._max_body), tracking_send)
         except Exception as error:
