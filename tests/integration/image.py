@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 UV = Path(sys.executable).parent / "uv"
+SAGEMAKER_STOP_S = 30  # SageMaker's SIGKILL follows SIGTERM after this long
 
 
 def run(argv: list[str | Path], cwd: Path) -> str:
@@ -119,7 +120,17 @@ class Container:
         raise AssertionError(f"not ready after {timeout:g} s:\n{self.log.read_text()}")
 
     def stop(self) -> int:
-        """SIGTERM, as `docker stop` sends; the exit code after the drain."""
+        """SIGTERM, as `docker stop` and SageMaker send; the exit code after the drain.
+
+        SageMaker sends SIGKILL 30 s after SIGTERM: the drain must end before that.
+        """
         self.client.close()
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=40)
+        try:
+            return self.process.wait(timeout=SAGEMAKER_STOP_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"still running {SAGEMAKER_STOP_S} s after SIGTERM:\n{self.log.read_text()}"
+            ) from None

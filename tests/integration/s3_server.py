@@ -34,6 +34,15 @@ FAKE_AWS_ENV = {
 UNSET_AWS_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
+def use_fake_aws(monkeypatch: Any, endpoint_url: str) -> None:
+    """Point boto3 at ``endpoint_url`` with FAKE_AWS_ENV, nothing of the developer's own."""
+    for name in UNSET_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint_url)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

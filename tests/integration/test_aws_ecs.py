@@ -12,16 +12,18 @@ delete_stack leaves the ECS clusters behind (strict xfails below).
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.s3_server import FAKE_AWS_ENV, UNSET_AWS_ENV, moto_s3_server
+from tests.integration.s3_server import moto_s3_server, use_fake_aws
 
 from ferry.apispec import load_project
 from ferry.cli.aws_deploy import ecs_spec
+from ferry.cli.main import main
 from ferry.runtime.aws import AwsTarget, Progress, ecs
 from ferry.runtime.aws.errors import AwsConflictError, AwsNotFoundError
 from ferry.runtime.aws.session import no_progress
@@ -45,11 +47,7 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def aws(server: str, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:
-    for name in UNSET_AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
+    use_fake_aws(monkeypatch, server)
     return AwsTarget(region="us-east-1")
 
 
@@ -207,3 +205,33 @@ def test_a_stack_ferry_did_not_create_is_left_alone(
             ecs.delete("iris", aws)
     finally:
         cf.delete_stack(StackName="ferry-iris")
+
+
+def test_the_ferry_commands_deploy_get_describe_and_delete(
+    aws: AwsTarget,
+    project_dir: Path,
+    network: tuple[str, tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    vpc, subnets = network
+    flags = ["--env", "ecs", "--region", "us-east-1"]
+    capsys.readouterr()
+    assert main(["deploy", str(project_dir), *flags, "--image", IMAGE.format(tag="1"),
+                 "--vpc", vpc, "--subnets", ",".join(subnets)]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    assert "ferry-iris: CREATE_COMPLETE" in out.err  # progress, one line per status
+    assert out.out.startswith("iris: created (CREATE_COMPLETE) http://")
+    assert main(["get", *flags]) == 0
+    listed = capsys.readouterr().out
+    assert "iris" in listed
+    assert "CREATE_COMPLETE" in listed
+    assert "ferry-iris" in listed
+    assert main(["describe", "iris", *flags, "--output", "json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert (described["stack"], described["status"]) == ("ferry-iris", "CREATE_COMPLETE")
+    assert described["url"] == described["outputs"]["Url"]
+    assert main(["delete", "iris", "--yes", *flags]) == 0
+    assert "deleted iris from ecs" in capsys.readouterr().out
+    assert main(["get", *flags]) == 0
+    assert "no apis are deployed to ecs in this region" in capsys.readouterr().out
+    assert aws.client("elbv2").describe_load_balancers()["LoadBalancers"] == []

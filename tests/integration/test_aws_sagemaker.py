@@ -11,6 +11,7 @@ and the strict xfail below turns into a failure the day moto implements the call
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator
@@ -19,9 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.integration.s3_server import FAKE_AWS_ENV, UNSET_AWS_ENV, moto_s3_server
+from tests.integration.s3_server import moto_s3_server, use_fake_aws
 
 from ferry.apispec import load_project
+from ferry.cli.main import main
 from ferry.cli.packaging_spec import model_packager
 from ferry.config import ModelSpec
 from ferry.models import open_source
@@ -58,11 +60,7 @@ def server() -> Iterator[str]:
 
 @pytest.fixture
 def aws(server: str, monkeypatch: pytest.MonkeyPatch) -> AwsTarget:
-    for name in UNSET_AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server)
+    use_fake_aws(monkeypatch, server)
     target = AwsTarget(region="us-east-1")
     buckets = [b["Name"] for b in target.client("s3").list_buckets()["Buckets"]]
     if BUCKET not in buckets:
@@ -263,21 +261,22 @@ def test_status_and_delete_of_a_missing_endpoint(aws: AwsTarget) -> None:
         delete("ghost", aws)
 
 
-def test_cli_functions_deploy_get_describe_delete(
+def test_the_ferry_commands_deploy_get_describe_and_delete(
     aws: AwsTarget, project_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import json
-
-    from ferry.cli.aws_deploy import aws_delete, aws_deploy, aws_describe, aws_get
-
-    flags = {"image": IMAGE, "role": ROLE, "bucket": BUCKET, "region": "us-east-1"}
-    aws_deploy(project_dir, "sagemaker", "json", api="iris-b", **flags)
+    flags = ["--env", "sagemaker", "--region", "us-east-1"]
+    capsys.readouterr()
+    # the project's one endpoint: the splitter iris, its two APIs as variants
+    assert main(["deploy", str(project_dir), *flags, "--image", IMAGE, "--role", ROLE,
+                 "--bucket", BUCKET, "--output", "json"]) == 0  # fmt: skip
     deployed = json.loads(capsys.readouterr().out)
-    assert deployed["apis"][0]["status"] == "InService"
-    aws_get("sagemaker", None, "table", region="us-east-1")
-    assert "iris-b" in capsys.readouterr().out
-    aws_describe("sagemaker", "iris-b", "table", region="us-east-1")
-    assert "variant primary: weight 1.0, 2/2 instances" in capsys.readouterr().out
-    aws_delete("sagemaker", "iris-b", "table", region="us-east-1")
-    assert "deleted iris-b from sagemaker" in capsys.readouterr().out
+    assert [(a["name"], a["status"]) for a in deployed["apis"]] == [("iris", "InService")]
+    assert main(["get", *flags]) == 0
+    assert "InService" in capsys.readouterr().out
+    assert main(["describe", "iris", *flags]) == 0
+    described = capsys.readouterr().out
+    assert "variant iris-a: weight 0.8, 1/1 instances" in described
+    assert "variant iris-b: weight 0.2, 2/2 instances" in described
+    assert main(["delete", "iris", "--yes", *flags]) == 0
+    assert "deleted iris from sagemaker" in capsys.readouterr().out
     assert leftovers(aws) == {key: [] for key in leftovers(aws)}

@@ -71,7 +71,7 @@ def nginx_in_front(
     """(client through nginx, client straight to ferry), both on 127.0.0.1."""
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx)")
+        pytest.fail("nginx is not installed: run scripts/install-os-packages")
     server = start_server(str(iris_model_path), "--workers", "1", "--max-body-size", str(LIMIT))
     spec = PackageSpec(app_name="iris", model_file="iris.joblib", max_body_bytes=LIMIT)
     listen = _free_port()

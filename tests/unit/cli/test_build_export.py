@@ -452,3 +452,45 @@ def test_bad_labels_flag_is_one_line(model_dir: Path, capsys: pytest.CaptureFixt
     assert main(["build", "iris.joblib", "--labels", "setosa"]) != 0
     err = capsys.readouterr().err
     assert "is not INDEX=LABEL" in err
+
+
+FAKE_DOCKER = """#!/bin/sh
+# a docker client whose engine answers: records what it is asked, builds nothing
+echo "$@" >> "$(dirname "$0")/calls"
+if [ "$1" = build ] && [ ! -f "$4/Dockerfile" ]; then echo "no Dockerfile in $4" >&2; exit 1; fi
+if [ "$1" = build ]; then exit "${FAKE_DOCKER_BUILD_EXIT:-0}"; fi
+exit 0
+"""
+
+
+@pytest.fixture
+def docker_client(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `docker` first on PATH (the venv's tools stay reachable); its log of calls."""
+    bin_dir = model_dir / "fake-bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    return bin_dir / "calls"
+
+
+def test_build_with_an_engine_builds_the_image(
+    model_dir: Path, docker_client: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build", "iris.joblib", "--image", "iris:1"]) == 0
+    assert "built image iris:1" in capsys.readouterr().out
+    assert docker_client.read_text().splitlines() == ["info", "build -t iris:1 build/iris"]
+
+
+def test_a_failed_docker_build_is_one_line(
+    model_dir: Path,
+    docker_client: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_BUILD_EXIT", "1")
+    assert main(["build", "iris.joblib", "--image", "iris:1"]) != 0
+    assert docker_client.read_text().splitlines() == ["info", "build -t iris:1 build/iris"]
+    assert capsys.readouterr().err == (
+        "ferry: error: docker build -t iris:1 build/iris failed (exit 1)\n"
+    )

@@ -124,10 +124,11 @@ def venv_tool(name: str) -> str:
 
 
 def os_tool(name: str) -> str:
-    """A validator from the OS (nginx, systemd-analyze): skipped where it is missing."""
+    """A validator from the OS (nginx, systemd-analyze), which scripts/install-os-packages
+    installs: a failure where it is missing, never a silent skip."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if path is None:
-        pytest.skip(f"{name} is not installed")
+        pytest.fail(f"{name} is not installed: run scripts/install-os-packages")
     return path
 
 

@@ -11,6 +11,8 @@ retries ran out.
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 from collections.abc import Iterator
 
 from botocore.exceptions import (
@@ -56,6 +58,9 @@ _THROTTLED = frozenset(
 )  # fmt: skip
 _CONFLICT = frozenset({"ResourceInUse", "ResourceInUseException", "AlreadyExistsException",
                        "BucketAlreadyExists", "ConflictException"})  # fmt: skip
+# an XML error document (<ErrorResponse><Error><Code>..</Code><Message>..</Message>)
+_XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_XML_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
 _NOT_FOUND = frozenset(
     {"ResourceNotFound", "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404",
      "ObjectNotFoundException", "NotFound"}
@@ -105,21 +110,37 @@ class AwsUnsupportedError(AwsError):
 
 
 def error_code(error: ClientError) -> str:
-    """The ``Error.Code`` of a ClientError ("" when the response has none)."""
-    return str(error.response.get("Error", {}).get("Code", ""))
+    """The ``Error.Code`` of a ClientError ("" when the response has none).
+
+    When botocore could not parse the body it puts the HTTP status there ("403"); an XML
+    ``<ErrorResponse>`` body in a JSON service's answer still names the code, which wins.
+    """
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    if code.isdigit():
+        found = _XML_CODE.search(_raw_message(error))
+        if found is not None:
+            return found.group(1)
+    return code
+
+
+def _raw_message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", "")).strip()
 
 
 def _message(error: ClientError) -> str:
-    message = str(error.response.get("Error", {}).get("Message", "")).strip()
-    if message.startswith("<"):  # an HTML error page, e.g. moto's 500 for a missing action
-        return "an HTML error page (the call may be unsupported by this endpoint)"
+    message = _raw_message(error)
+    if message.startswith("<"):
+        found = _XML_MESSAGE.search(message)
+        if found is None:  # an HTML error page, e.g. moto's 500 for a missing action
+            return "an HTML error page (the call may be unsupported by this endpoint)"
+        message = html.unescape(found.group(1)).strip()
     return message.splitlines()[0] if message else error_code(error)
 
 
 def _client_error(error: ClientError, action: str) -> AwsError:
     code, message = error_code(error), _message(error)
     lowered = message.lower()
-    if code in _ACCESS_DENIED:
+    if code in _ACCESS_DENIED or code == "403":
         return AwsAccessDeniedError(
             f"{action}: access denied ({message}); grant the IAM permission it names to "
             "your credentials, or use a profile that has it"

@@ -7,6 +7,7 @@ reads itself) points every client at another endpoint, such as moto's standalone
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,14 +16,28 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from ferry.errors import ConfigError
 from ferry.runtime.aws.errors import translate
 
-__all__ = ["RETRY_CONFIG", "AwsTarget", "Progress", "no_progress", "poll"]
+__all__ = ["RETRY_CONFIG", "AwsTarget", "Progress", "no_progress", "poll", "retry_config"]
 
 Progress = Callable[[str], None]
 
-# "standard" retries throttling and transient errors with exponential backoff and jitter
-RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 8})
+# "standard" retries throttling and transient errors with exponential backoff and jitter;
+# 8 attempts in all, the first included (botocore's max_attempts would count retries only)
+MAX_ATTEMPTS = 8
+RETRY_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS})
+
+
+def retry_config() -> Config:
+    """``RETRY_CONFIG``, or ``AWS_MAX_ATTEMPTS`` attempts (the SDKs' own variable, the
+    first attempt included) when it is set."""
+    wanted = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not wanted:
+        return RETRY_CONFIG
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise ConfigError(f"AWS_MAX_ATTEMPTS={wanted!r} must be a whole number of 1 or more")
+    return Config(retries={"mode": "standard", "total_max_attempts": int(wanted)})
 
 
 def no_progress(message: str) -> None:
@@ -41,7 +56,7 @@ class AwsTarget:
         """A cached boto3 client for ``service`` with the retry policy and endpoint."""
         if service not in self._clients:
             session = boto3.session.Session(region_name=self.region)
-            kwargs: dict[str, Any] = {"config": RETRY_CONFIG}
+            kwargs: dict[str, Any] = {"config": retry_config()}
             if self.endpoint_url:
                 kwargs["endpoint_url"] = self.endpoint_url
             with translate(f"creating the {service} client"):

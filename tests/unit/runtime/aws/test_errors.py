@@ -66,3 +66,41 @@ def test_translate_keeps_the_cause() -> None:
         raise client_error("ThrottlingException", "slow down", "DeleteModel")
     assert isinstance(raised.value.__cause__, ClientError)
     assert str(raised.value).startswith("deleting model m: ")
+
+
+def test_an_xml_error_document_is_read_for_its_code_and_message() -> None:
+    # what moto's server answers a JSON service (SageMaker) that refuses a call: HTTP 403
+    # with an XML body, which botocore cannot parse and files under the status code
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Errors><Error>'
+        "<Code>AccessDenied</Code><Message>User: arn:aws:iam::1:user/u is not authorized "
+        "to perform: sagemaker:ListEndpoints</Message><Type>Sender</Type></Error></Errors>"
+        "</ErrorResponse>"
+    )
+    error = aws_error(client_error("403", body, "ListEndpoints"), "listing endpoints")
+    assert type(error) is AwsAccessDeniedError
+    assert str(error) == (
+        "listing endpoints: access denied (User: arn:aws:iam::1:user/u is not authorized to "
+        "perform: sagemaker:ListEndpoints); grant the IAM permission it names to your "
+        "credentials, or use a profile that has it"
+    )
+
+
+def test_a_bare_403_is_access_denied() -> None:
+    # S3's HEAD answers 403 without a body: botocore gives the status as the code
+    error = aws_error(client_error("403", "Forbidden", "HeadObject"), "checking s3://b/k")
+    assert type(error) is AwsAccessDeniedError
+    assert "access denied (Forbidden)" in str(error)
+
+
+def test_aws_max_attempts_sets_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferry.runtime.aws.session import RETRY_CONFIG, retry_config
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert retry_config() is RETRY_CONFIG
+    assert RETRY_CONFIG.retries == {"mode": "standard", "total_max_attempts": 8}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert retry_config().retries == {"mode": "standard", "total_max_attempts": 3}
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "lots")
+    with pytest.raises(ConfigError, match="AWS_MAX_ATTEMPTS='lots' must be a whole number"):
+        retry_config()

@@ -1,7 +1,8 @@
 """The calls moto cannot answer, checked against botocore's Stubber (exact requests).
 
-moto 5.2.5 does not implement UpdateEndpoint and never answers "No updates are to be
-performed"; these tests pin what ferry sends and how it reads the answers.
+moto 5.2.5 does not implement UpdateEndpoint, never answers "No updates are to be
+performed" and never fails and rolls back a stack update (a service that does not
+stabilise, say); these tests pin what ferry sends and how it reads the answers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from ferry.apispec import load_project
-from ferry.packaging import PackageSpec
+from ferry.errors import ConfigError
+from ferry.packaging import Compute, PackageSpec
 from ferry.runtime.aws import ecs
 from ferry.runtime.aws.errors import AwsError
 from ferry.runtime.aws.plan import SageMakerOptions, plan_endpoint
@@ -49,6 +51,14 @@ def endpoint(config: str, status: str = "InService", **extra: Any) -> dict[str, 
         "EndpointName": "iris", "EndpointArn": ARN, "EndpointConfigName": config,
         "EndpointStatus": status, "CreationTime": 0, "LastModifiedTime": 0, **extra,
     }  # fmt: skip
+
+
+# a ferry stack as describe_stacks returns it, up to date
+STACK = {
+    "StackName": "ferry-iris", "StackStatus": "UPDATE_COMPLETE", "CreationTime": 0,
+    "Tags": [{"Key": "ferry:api", "Value": "iris"}],
+    "Outputs": [{"OutputKey": "Url", "OutputValue": "http://lb"}],
+}  # fmt: skip
 
 
 def stub_no_scaling(aas: Stubber, times: int) -> None:
@@ -95,11 +105,7 @@ def test_a_rolled_back_update_is_recorded_and_raised(plan) -> None:  # type: ign
 
 def test_ecs_no_updates_is_success() -> None:
     target = Fake("cloudformation")
-    stack = {
-        "StackName": "ferry-iris", "StackStatus": "UPDATE_COMPLETE", "CreationTime": 0,
-        "Tags": [{"Key": "ferry:api", "Value": "iris"}],
-        "Outputs": [{"OutputKey": "Url", "OutputValue": "http://lb"}],
-    }  # fmt: skip
+    stack = dict(STACK)
     options = ecs.EcsOptions(image_uri="img:1", vpc_id="vpc-1", subnets=("subnet-a", "subnet-b"))
     with Stubber(target.client("cloudformation")) as cf:
         cf.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "ferry-iris"})
@@ -129,3 +135,50 @@ def test_ecs_parameters_from_flags() -> None:
         "VpcId": "vpc-1", "LoadBalancerSubnetIds": "a,b", "ServiceSubnetIds": "c",
         "AssignPublicIp": "ENABLED", "AllowedCidr": "0.0.0.0/0",
     }  # fmt: skip
+
+
+def test_ecs_failed_update_says_why_and_the_previous_stack_keeps_serving() -> None:
+    target = Fake("cloudformation")
+    stack = dict(STACK)
+    reason = "The following resource(s) failed to update: [Service]."
+    failed_event = {
+        "StackId": "s", "EventId": "e2", "StackName": "ferry-iris", "Timestamp": 0,
+        "LogicalResourceId": "Service", "ResourceStatus": "UPDATE_FAILED",
+        "ResourceStatusReason": "ECS Deployment Circuit Breaker was triggered",
+    }  # fmt: skip
+    options = ecs.EcsOptions(
+        image_uri="img:2", vpc_id="vpc-1", subnets=("subnet-a", "subnet-b"), poll_interval_s=0
+    )
+    named = {"StackName": "ferry-iris"}
+    with Stubber(target.client("cloudformation")) as cf:
+        cf.add_response("describe_stacks", {"Stacks": [stack]}, named)
+        update = {"TemplateBody": ANY, "Parameters": ANY, "Capabilities": ["CAPABILITY_IAM"]}
+        cf.add_response("update_stack", {"StackId": "s"}, {**named, **update, "Tags": ANY})
+        for status in ("UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS"):
+            cf.add_response("describe_stacks", {"Stacks": [{**stack, "StackStatus": status}]})
+        rolled_back = {
+            **stack,
+            "StackStatus": "UPDATE_ROLLBACK_COMPLETE",
+            "StackStatusReason": reason,
+        }
+        cf.add_response("describe_stacks", {"Stacks": [rolled_back]}, named)
+        cf.add_response("describe_stack_events", {"StackEvents": [failed_event]}, named)
+        cf.add_response("describe_stacks", {"Stacks": [rolled_back]}, named)
+        spec = PackageSpec(app_name="iris", model_file="ferry.yaml")
+        with pytest.raises(AwsError) as raised:
+            ecs.deploy("iris", spec, options, target)
+        after = ecs.status("iris", target)
+        cf.assert_no_pending_responses()
+    assert str(raised.value) == (
+        "stack ferry-iris ended UPDATE_ROLLBACK_COMPLETE: Service: ECS Deployment Circuit "
+        "Breaker was triggered (the previous version keeps serving)"
+    )
+    # the stack is back on the previous template, which serves; its status says why
+    assert (after.status, after.reason, after.url) == ("UPDATE_ROLLBACK_COMPLETE", reason,
+                                                       "http://lb")  # fmt: skip
+
+
+def test_ecs_refuses_gpus() -> None:
+    spec = PackageSpec(app_name="gpu", model_file="ferry.yaml", compute=Compute(gpu=1))
+    with pytest.raises(ConfigError, match="asks for 1 GPU\\(s\\), which Fargate does not have"):
+        ecs.template("gpu", spec, "img:1")
