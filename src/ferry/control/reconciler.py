@@ -99,8 +99,9 @@ class Reconciler:
 
     @property
     def settling(self) -> bool:
-        """True when the last tick started replicas or saw some starting or draining:
-        the next tick should come soon to see them ready (or gone)."""
+        """True when the last tick started or stopped replicas, saw some starting or
+        draining, or had an API to delete: the next tick should come soon to see them
+        ready (or gone)."""
         return self._settling
 
     def tick(self) -> None:
@@ -137,8 +138,10 @@ class Reconciler:
             self._stop(None, replica_id, now)
         self._record_stats(observed, now)
         transient = (ReplicaState.STARTING, ReplicaState.TERMINATING)
-        self._settling = any(act.start for act in actions.values()) or any(
-            status.state in transient for status in observed
+        self._settling = (
+            any(act.start or act.stop for act in actions.values())
+            or any(status.state in transient for status in observed)
+            or any(record.deleting for record in records)
         )
 
     # --- planning -----------------------------------------------------------------------

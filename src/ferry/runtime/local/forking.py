@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import subprocess
 import sys
 import threading
@@ -36,14 +35,14 @@ from ferry.runtime.local.processes import (
     is_zombie,
     parent_of,
 )
-from ferry.runtime.local.zygote import PROGRAM
+from ferry.runtime.local.zygote import PROGRAM, LineReader
 
-__all__ = ["PRELOAD", "PreforkProcesses", "ZygoteHandle"]
+__all__ = ["FRAMEWORKS", "PRELOAD", "PreforkProcesses", "ZygoteHandle"]
 
 log = logging.getLogger("ferry.runtime.local")
 
-# What `ferry serve` imports to serve a pickled scikit-learn model, then the frameworks,
-# in the order a first replica needs them. A module that is missing is skipped.
+# What every `ferry serve` imports: the zygote forks replicas once these are in (under a
+# second on this machine). A module that is missing is skipped.
 PRELOAD: tuple[str, ...] = (
     "ferry.cli.main",
     "ferry.cli.serve",
@@ -56,7 +55,13 @@ PRELOAD: tuple[str, ...] = (
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.protocols.websockets.auto",
     "uvicorn.lifespan.on",
+)
+# The model frameworks (scikit-learn alone is ~2 s: it imports SciPy and pandas), preloaded
+# by the zygote's second stage, which forks replicas from the moment it is ready; a replica
+# asked for before then is forked from the first stage and imports what it needs itself.
+FRAMEWORKS: tuple[str, ...] = (
     "threadpoolctl",
+    "joblib",
     "sklearn.ensemble",
     "sklearn.linear_model",
     "sklearn.pipeline",
@@ -81,6 +86,7 @@ class ZygoteHandle:
         directory: Path,
         *,
         preload: Sequence[str] = PRELOAD,
+        later: Sequence[str] = FRAMEWORKS,
         executable: str = sys.executable,
         timeout_s: float = 30.0,
     ) -> None:
@@ -90,10 +96,9 @@ class ZygoteHandle:
         self.timeout_s = timeout_s
         self.usable = True
         self._lock = threading.Lock()
-        self._buffer = b""
         directory.mkdir(parents=True, exist_ok=True)
         argv = [executable, "-m", PROGRAM, "--module", MODULE, "--exits", str(self.exits)]
-        argv += ["--preload", ",".join(preload)]
+        argv += ["--preload", ",".join(preload), "--later", ",".join(later)]
         with open(directory / "zygote.log", "ab") as log_file:
             self._process = subprocess.Popen(
                 argv,
@@ -103,6 +108,8 @@ class ZygoteHandle:
                 start_new_session=True,
                 close_fds=True,
             )
+        assert self._process.stdout is not None
+        self._replies = LineReader(self._process.stdout.fileno())
 
     @property
     def pid(self) -> int:
@@ -113,8 +120,9 @@ class ZygoteHandle:
 
     def spawn(
         self, argv: Sequence[str], env: Mapping[str, str], log_path: Path
-    ) -> tuple[int, int] | None:
-        """Fork ``argv`` from the zygote: (pid, start ticks), or None (start it fresh)."""
+    ) -> tuple[int, int, int] | None:
+        """Fork ``argv`` from the zygote: (pid, start ticks, parent pid: the zygote's first
+        or second stage), or None (start it fresh)."""
         request = {"argv": list(argv), "env": dict(env), "log": str(log_path), "cwd": os.getcwd()}
         with self._lock:
             if not self.usable or not self.alive():
@@ -127,12 +135,11 @@ class ZygoteHandle:
             if "threads" in str(answer.get("error")):
                 self.usable = False  # it would refuse every later request too
             return None
-        return int(answer["pid"]), int(answer.get("started", 0))
+        return int(answer["pid"]), int(answer.get("started", 0)), int(answer.get("parent", 0))
 
     def _ask(self, request: bytes) -> dict[str, Any] | None:
-        stdin, stdout = self._process.stdin, self._process.stdout
+        stdin = self._process.stdin
         assert stdin is not None
-        assert stdout is not None
         try:
             stdin.write(request)
             stdin.flush()
@@ -140,24 +147,13 @@ class ZygoteHandle:
             log.warning("the zygote is gone (%s); starting replicas fresh", error)
             self.usable = False
             return None
-        deadline = time.monotonic() + self.timeout_s
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            ready = select.select([stdout], [], [], max(0.0, left))[0] if left > 0 else []
-            data = os.read(stdout.fileno(), 65536) if ready else b""
-            if not data:
-                why = "did not answer in time" if left <= 0 or not ready else "exited"
-                log.warning("the zygote %s; starting replicas fresh", why)
-                self.usable = False
-                self._kill()
-                return None
-            self._buffer += data
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            answer = None
-        return answer if isinstance(answer, dict) else {"error": f"bad answer {line[:200]!r}"}
+        answer = self._replies.read(self.timeout_s)
+        if answer is None:
+            why = "exited" if self._replies.closed else "did not answer in time"
+            log.warning("the zygote %s; starting replicas fresh", why)
+            self.usable = False
+            self._kill()
+        return answer
 
     def _kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -187,18 +183,20 @@ class PreforkProcesses:
         directory: Path,
         *,
         preload: Sequence[str] = PRELOAD,
+        later: Sequence[str] = FRAMEWORKS,
         executable: str = sys.executable,
         timeout_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
         self._preload = tuple(preload)
+        self._later = tuple(later)
         self._executable = executable
         self._timeout_s = timeout_s
         self._clock = clock
         self._fresh = OsProcesses()
         self._lock = threading.Lock()
-        self._forked: dict[int, int] = {}  # pid -> start ticks, of replicas forked here
+        self._forked: dict[int, tuple[int, int]] = {}  # pid -> (start ticks, parent)
         self._gone_since: dict[int, float] = {}  # forked, gone, exit file not there yet
         self._zygote: ZygoteHandle | None = self._new_zygote()
         self._respawn_at = self._clock() + RESPAWN_AFTER_S
@@ -217,6 +215,7 @@ class PreforkProcesses:
             return ZygoteHandle(
                 self.directory,
                 preload=self._preload,
+                later=self._later,
                 executable=self._executable,
                 timeout_s=self._timeout_s,
             )
@@ -249,23 +248,23 @@ class PreforkProcesses:
         if zygote is not None:
             spawned = zygote.spawn(argv, env, log_path)
             if spawned is not None:
-                pid, started = spawned
+                pid, started, parent = spawned
                 self._exit_file(pid, started).unlink(missing_ok=True)  # a reused pid's
                 with self._lock:
-                    self._forked[pid] = started
+                    self._forked[pid] = (started, parent)
                 return pid
         return self._fresh.spawn(argv, env, log_path)
 
     def started(self, pid: int) -> int:
         with self._lock:
-            started = self._forked.get(pid)
-        return started if started is not None else self._fresh.started(pid)
+            forked = self._forked.get(pid)
+        return forked[0] if forked is not None else self._fresh.started(pid)
 
     def poll(self, pid: int, marker: str, started: int = 0) -> int | None:
         if self._fresh.owns(pid):
             return self._fresh.poll(pid, marker, started)
         with self._lock:
-            started = started or self._forked.get(pid, 0)
+            started = started or self._forked.get(pid, (0, 0))[0]
         code = self._recorded_exit(pid, started)
         if code is None and is_running(pid, marker, started):
             return None
@@ -286,17 +285,21 @@ class PreforkProcesses:
             self._respawn_at = float("inf")
         if zygote is not None:
             zygote.close()
+        self._fresh.close()
 
     def _exit_pending(self, pid: int) -> bool:
-        """True while the live zygote has yet to reap ``pid`` or write its exit file."""
+        """True while the zygote stage that forked ``pid`` has yet to reap it or to write
+        its exit file."""
+        with self._lock:
+            forked = self._forked.get(pid)
+        if forked is None:
+            return False
+        if is_zombie(pid):  # its parent reaps it soon, unless the parent died meanwhile
+            return parent_of(pid) == forked[1]
         zygote = self._zygote
         if zygote is None or not zygote.alive():
             return False
-        if is_zombie(pid):
-            return parent_of(pid) == zygote.pid
         with self._lock:
-            if pid not in self._forked:
-                return False
             since = self._gone_since.setdefault(pid, self._clock())
         return self._clock() - since < REAP_GRACE_S  # reaped, file about to be written
 

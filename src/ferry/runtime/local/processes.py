@@ -21,6 +21,7 @@ __all__ = ["LOST", "OsProcesses", "ProcessHost"]
 
 LOST = -1000  # exit status of a process that ended while it was not our child
 _DEAD = ("Z", "X")  # zombie, dead: exited, whether or not reaped yet
+_DETACHED: list[subprocess.Popen[bytes]] = []  # children of closed hosts, still running
 
 
 class ProcessHost(Protocol):
@@ -140,7 +141,11 @@ class OsProcesses:
         return None if is_running(pid, marker, started) else LOST
 
     def close(self) -> None:
-        """Nothing to release: children run on after this object is gone."""
+        """Let go of the children (they run on): kept out of the garbage collector's way
+        until they end, and reaped then, like ``subprocess`` does for lost ``Popen``s."""
+        _DETACHED.extend(self._children.values())
+        self._children.clear()
+        _DETACHED[:] = [child for child in _DETACHED if child.poll() is None]
 
     def signal(self, pid: int, signum: int, *, group: bool = False) -> None:
         try:

@@ -54,7 +54,7 @@ from typing import Any, NoReturn
 
 from ferry.runtime.local.processes import start_ticks
 
-__all__ = ["PROGRAM", "main"]
+__all__ = ["PROGRAM", "LineReader", "main"]
 
 PROGRAM = "ferry.runtime.local.zygote"
 _POOL_VARIABLES = ("OPENBLAS_NUM_THREADS",)  # pools that start threads when loaded
@@ -75,53 +75,89 @@ def thread_count() -> int:
 
 
 class Zygote:
-    """The request loop; ``run`` returns when stdin closes."""
+    """The request loop on stdin/stdout; ``run`` returns when stdin closes.
 
-    def __init__(self, module: str, preload: Sequence[str], exits: Path) -> None:
+    With ``later`` modules, a second stage forked after ``preload`` imports them while
+    this one already answers; once it says it is ready, requests go on to it.
+    """
+
+    def __init__(
+        self, module: str, preload: Sequence[str], exits: Path, later: Sequence[str] = ()
+    ) -> None:
         self.module = module
         self.preload = list(preload)
+        self.later = list(later)
         self.exits = exits
         self.children: dict[int, int] = {}  # pid -> start ticks, until reaped
+        self.stage_two: _StageTwo | None = None
         self._buffer = b""
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake = (-1, -1)
 
-    def run(self) -> None:
+    def run(self, *, announce: bool = False) -> None:
         started = time.perf_counter()
         for name in self.preload:
-            self._preload(name)
+            _preload(name)
         gc.collect()
         gc.freeze()  # children share these pages instead of copying them
         elapsed = time.perf_counter() - started
-        _say(f"preloaded in {elapsed:.2f} s; {thread_count()} thread(s)")
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        signal.set_wakeup_fd(self._wake_w)
+        _say(f"preloaded {len(self.preload)} module(s) in {elapsed:.2f} s")
+        if self.later:
+            self.stage_two = _StageTwo.start(self.module, self.later, self.exits)
+        if announce:
+            self._reply({"ready": True, "threads": thread_count()})
+        self._serve()
+
+    def _serve(self) -> None:
+        self._wake = os.pipe()
+        for descriptor in self._wake:
+            os.set_blocking(descriptor, False)
+        signal.set_wakeup_fd(self._wake[1])
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select
         while True:
+            watched = [0, self._wake[0]]
+            if self.stage_two is not None and not self.stage_two.ready:
+                watched.append(self.stage_two.replies)
             with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select([0, self._wake_r], [], [], 5.0)
-            if self._wake_r in readable:
+                readable, _, _ = select.select(watched, [], [], 5.0)
+            if self._wake[0] in readable:
                 with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 4096)
+                    os.read(self._wake[0], 4096)
             self.reap()
-            if 0 not in readable:
-                continue
-            data = os.read(0, 65536)
-            if not data:
+            stage = self.stage_two
+            if stage is not None and stage.replies in readable and stage.check_ready() is False:
+                self._drop_stage_two("it failed while preloading")
+            if 0 in readable and not self._read_requests():
                 break
-            self._buffer += data
-            while b"\n" in self._buffer:
-                line, _, self._buffer = self._buffer.partition(b"\n")
-                if line.strip():
-                    self._reply(self._handle(line))
+        if self.stage_two is not None:
+            self.stage_two.close()
         self.reap()
 
-    # ------------------------------------------------------------------ preload
-    def _preload(self, name: str) -> None:
-        try:
-            importlib.import_module(name)
-        except Exception as error:  # a framework that is not installed is fine
-            _say(f"not preloaded: {name} ({type(error).__name__}: {error})")
+    def _read_requests(self) -> bool:
+        """Answer every complete request line on stdin; False once stdin is closed."""
+        data = os.read(0, 65536)
+        if not data:
+            return False
+        self._buffer += data
+        while b"\n" in self._buffer:
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            if line.strip():
+                self._reply(self._dispatch(line))
+        return True
+
+    def _dispatch(self, line: bytes) -> dict[str, Any]:
+        stage = self.stage_two
+        if stage is not None and stage.ready:
+            answer = stage.ask(line)
+            if answer is not None:
+                return answer
+            self._drop_stage_two("it did not answer")
+        return self._handle(line)
+
+    def _drop_stage_two(self, why: str) -> None:
+        _say(f"second stage dropped ({why}); forking from this one")
+        if self.stage_two is not None:
+            self.stage_two.close(kill=True)
+        self.stage_two = None
 
     # ------------------------------------------------------------------ requests
     def _reply(self, answer: Mapping[str, Any]) -> None:
@@ -147,17 +183,21 @@ class Zygote:
             _become(self.module, argv[3:], env, log_path, cwd)
         started = start_ticks(pid)  # still ours: only this loop reaps it
         self.children[pid] = started
-        return {"pid": pid, "started": started}
+        return {"pid": pid, "started": started, "parent": os.getpid()}
 
     # ------------------------------------------------------------------ children
     def reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if self.stage_two is not None and pid == self.stage_two.pid:
+                self.stage_two.pid = 0  # reaped: close() must not signal a reused pid
+                self._drop_stage_two("it exited")
+                continue
             started = self.children.pop(pid, 0)
             self._record_exit(pid, started, os.waitstatus_to_exitcode(status))
 
@@ -170,6 +210,108 @@ class Zygote:
             os.replace(temporary, path)
         except OSError as error:
             _say(f"cannot record the exit of {pid} ({code}): {error}")
+
+
+def _preload(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # a framework that is not installed is fine
+        _say(f"not preloaded: {name} ({type(error).__name__}: {error})")
+
+
+class LineReader:
+    """JSON objects, one per line, read from a pipe with a deadline."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.closed = False  # the writer closed its end (or exited)
+        self._buffer = b""
+
+    def read(self, timeout: float) -> dict[str, Any] | None:
+        """The next object; None when none came in time, the pipe closed (``closed``), or
+        the line was not a JSON object."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if not select.select([self.descriptor], [], [], max(0.0, left))[0]:
+                if left <= 0:
+                    return None
+                continue
+            data = os.read(self.descriptor, 65536)
+            if not data:
+                self.closed = True
+                return None
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+
+class _StageTwo:
+    """The second stage as its parent sees it: a pipe for requests, one for replies."""
+
+    ASK_TIMEOUT_S = 10.0
+
+    def __init__(self, pid: int, requests: int, replies: int) -> None:
+        self.pid, self.requests, self.replies = pid, requests, replies
+        self.ready = False
+        self._reader = LineReader(replies)
+
+    @classmethod
+    def start(cls, module: str, later: Sequence[str], exits: Path) -> _StageTwo:
+        """Fork the second stage: the same loop on new pipes, preloading ``later``."""
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _die_with_parent()  # the first stage is single-threaded: this is safe
+                os.dup2(requests_r, 0)
+                os.dup2(replies_w, 1)
+                for descriptor in (requests_r, requests_w, replies_r, replies_w):
+                    os.close(descriptor)
+                Zygote(module, later, exits).run(announce=True)
+                code = 0
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(requests_r)
+        os.close(replies_w)
+        return cls(pid, requests_w, replies_r)
+
+    def check_ready(self) -> bool | None:
+        """Read what it wrote (the replies pipe is readable): True once it announced it is
+        ready, None while the announcement is incomplete, False if it is gone or unsafe."""
+        answer = self._reader.read(0.0)
+        if answer is None:
+            return False if self._reader.closed else None
+        self.ready = answer.get("threads") == 1
+        if self.ready:
+            _say(f"second stage {self.pid} ready; it forks from now on")
+        return self.ready
+
+    def ask(self, line: bytes) -> dict[str, Any] | None:
+        try:
+            os.write(self.requests, line + b"\n")
+        except OSError:
+            return None
+        return self._reader.read(self.ASK_TIMEOUT_S)
+
+    def close(self, *, kill: bool = False) -> None:
+        for descriptor in (self.requests, self.replies):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        if kill and self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
 
 def _become(
@@ -212,6 +354,18 @@ def _redirect(log_path: str) -> None:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.closerange(3, _max_fd())  # the pipes to the control plane, the zygote's log
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); best effort.
+    A fork clears it, so the replicas this process forks do not inherit it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
 
 
 def _set_title(argv: Sequence[str]) -> None:
@@ -289,13 +443,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
     parser.add_argument("--module", required=True, help="what requests may run (-m MODULE)")
     parser.add_argument("--preload", default="", help="modules to import, comma-separated")
+    parser.add_argument("--later", default="", help="modules for the second stage")
     parser.add_argument("--exits", required=True, type=Path, help="where exit codes go")
     args = parser.parse_args(argv)
     for name in _POOL_VARIABLES:
         os.environ[name] = "1"
     preload = [name for name in args.preload.split(",") if name]
-    _say(f"started; preloading {len(preload)} module(s)")
-    Zygote(args.module, preload, args.exits).run()
+    later = [name for name in args.later.split(",") if name]
+    _say(f"started; preloading {len(preload)} module(s), then {len(later)} in a second stage")
+    Zygote(args.module, preload, args.exits, later).run()
     _say("stdin closed; exiting (children run on)")
     return 0
 
