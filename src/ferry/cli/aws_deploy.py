@@ -38,11 +38,20 @@ ENVS = ("local", "sagemaker", "ecs")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _check_env(_: click.Context, __: click.Parameter, value: str) -> str:
+    # checked here rather than by click.Choice, so a wrong value is one line, like a
+    # wrong `ferry export --target`
+    if value not in ENVS:
+        raise ConfigError(f"unknown environment {value!r}: expected one of {', '.join(ENVS)}")
+    return value
+
+
 def env_option(function: F) -> F:
     """``--env local|sagemaker|ecs`` (also ``FERRY_ENV``)."""
     return click.option(
-        "--env", type=click.Choice(ENVS), default="local", show_default=True,
-        envvar="FERRY_ENV", help="Where: the local cluster, SageMaker, or ECS Fargate.",
+        "--env", default="local", show_default=True, metavar="[local|sagemaker|ecs]",
+        envvar="FERRY_ENV", callback=_check_env,
+        help="Where: the local cluster, SageMaker, or ECS Fargate.",
     )(function)  # fmt: skip
 
 

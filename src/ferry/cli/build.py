@@ -252,7 +252,7 @@ def _labels(_: click.Context, __: click.Parameter, value: str | None) -> dict[in
     try:
         return parse_labels(value)
     except ValueError as error:
-        raise click.BadParameter(str(error)) from None
+        raise ConfigError(f"--labels: {error}") from None
 
 
 def _names(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, ...] | None:

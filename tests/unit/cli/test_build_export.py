@@ -265,6 +265,11 @@ def test_ec2_install_script_passes_shellcheck(
          "must be an s3:// URL"),
         (["export", "iris.joblib", "--target", "ecs", "--gpu", "1"], "Fargate has none"),
         (["export", "iris.joblib", "--target", "ecs", "--memory", "lots"], "--memory"),
+        (["deploy", ".", "--env", "heroku"],
+         "unknown environment 'heroku': expected one of local, sagemaker, ecs"),
+        (["get", "--env", "eks"], "unknown environment 'eks'"),
+        (["export", "iris.joblib", "--target", "sagemaker", "--labels", "setosa"],
+         "label mapping 'setosa' is not INDEX=LABEL"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_a_failure(
@@ -446,12 +451,6 @@ def test_ecs_spec_names_one_realtime_api(cortex: Path, name: str, message: str) 
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         ecs_spec(load_project(cortex), name)
-
-
-def test_bad_labels_flag_is_one_line(model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["build", "iris.joblib", "--labels", "setosa"]) != 0
-    err = capsys.readouterr().err
-    assert "is not INDEX=LABEL" in err
 
 
 FAKE_DOCKER = """#!/bin/sh
