@@ -192,6 +192,109 @@ def test_a_splitter_with_a_shadow_matches_the_golden_file() -> None:
     assert text == GOLDEN.read_text(), "run with FERRY_UPDATE_GOLDEN=1 to accept the new output"
 
 
+def test_an_api_answers_sagemaker_runtime_under_its_name_over_its_slots(tmp_path: Path) -> None:
+    text = conf(tmp_path, slots=SLOTS)
+    runtime = block(text, "location = /endpoints/iris/invocations")
+    assert "proxy_pass http://ferry_api_iris/endpoints/iris/invocations;" in runtime
+    # a replica loading answers this path 429 before the model runs: the next slot, too
+    assert "proxy_next_upstream error http_503 http_429 non_idempotent;" in runtime
+    assert "proxy_intercept_errors on;" in runtime  # a last 503 becomes SageMaker's error
+    assert "error_page 502 503 = @ferry_runtime_unavailable;" in runtime
+    assert "error_page 504 = @ferry_runtime_timeout;" in runtime
+    assert "x-Amzn-Invoked-Production-Variant" not in runtime  # the replica's AllTraffic
+    # the API's own endpoint is unchanged
+    assert "proxy_next_upstream" not in block(text, "location = /iris")
+
+
+def test_the_gateways_own_runtime_errors_are_sagemakers(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    empty = block(text, "location = /endpoints/empty/invocations")
+    assert empty == (
+        "location = /endpoints/empty/invocations {\n"
+        'add_header x-amzn-ErrorType "ServiceUnavailable:" always;\n'
+        'return 503 \'{"message": "api empty has no ready replica"}\';\n}'
+    )
+    busy = block(text, "location @ferry_runtime_unavailable")
+    assert 'add_header x-amzn-ErrorType "ServiceUnavailable:" always;' in busy
+    assert 'return 503 \'{"message": "no replica could take' in busy
+    late = block(text, "location @ferry_runtime_timeout")
+    assert 'add_header x-amzn-ErrorType "ModelError:" always;' in late
+    assert "return 424 " in late
+    assert '"OriginalStatusCode": 504' in late
+
+
+def test_an_unknown_name_is_a_validation_error_naming_what_is_routed(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    named = block(text, 'location ~ "^/endpoints/([A-Za-z0-9_.-]+)/invocations$"')
+    assert 'add_header x-amzn-ErrorType "ValidationError:" always;' in named
+    message = "Endpoint $1 not found; the gateway serves the endpoints: empty, iris, split"
+    assert f'return 400 \'{{"message": "{message}"}}\';' in named
+    # any other name is not repeated in the answer, so its JSON stays valid
+    other = block(text, 'location ~ "^/endpoints/[^/]+/invocations$"')
+    assert "Endpoint not found; the gateway serves" in other
+    assert "$1" not in other
+    nothing = block(conf(tmp_path, RoutingTable()), 'location ~ "^/endpoints/[^/]+/invocations$"')
+    assert "the gateway serves the endpoints: none" in nothing
+
+
+def test_a_splitter_answers_sagemaker_runtime_split_like_its_endpoint(tmp_path: Path) -> None:
+    text = conf(tmp_path)
+    assert "rewrite ^ /_ferry/runtime/split/split/$ferry_split_split last;" in block(
+        text, "location = /endpoints/split/invocations"
+    )  # the same draw as the endpoint's
+    assert text.count('split_clients "$request_id" $ferry_split_split') == 1
+    to_iris = block(text, "location = /_ferry/runtime/split/split/iris")
+    assert "internal;" in to_iris
+    assert "proxy_hide_header x-Amzn-Invoked-Production-Variant;" in to_iris
+    assert "add_header x-Amzn-Invoked-Production-Variant iris always;" in to_iris
+    assert "proxy_next_upstream error http_503 http_429 non_idempotent;" in to_iris
+    assert "proxy_pass http://ferry_api_iris/endpoints/iris/invocations;" in to_iris
+    assert "mirror /_ferry/runtime/shadow/split;" in to_iris
+    to_empty = block(text, "location = /_ferry/runtime/split/split/empty")
+    assert 'return 503 \'{"message": "api empty has no ready replica"}\';' in to_empty
+
+
+def test_a_splitters_runtime_copies_go_to_the_shadows_runtime_path(tmp_path: Path) -> None:
+    text = shadowed(tmp_path, 25)
+    sampled = block(text, "location = /_ferry/runtime/shadow/split")
+    assert 'if ($ferry_shadow_split = "") {' in sampled  # the endpoint's sample, reused
+    assert "proxy_pass http://127.0.0.1:8888/_ferry/runtime/relay/split;" in sampled
+    relay = block(text, "location = /_ferry/runtime/relay/split")
+    assert "mirror /_ferry/runtime/relay/split/send;" in relay
+    assert "proxy_pass http://ferry_gateway/_ferry/ack;" in relay
+    assert "allow 127.0.0.1;\ndeny all;" in relay
+    send = block(text, "location = /_ferry/runtime/relay/split/send")
+    assert "proxy_pass http://ferry_api_shadow/endpoints/shadow/invocations;" in send
+    assert "proxy_next_upstream error http_503 http_429 non_idempotent;" in send
+    assert "proxy_ignore_client_abort on;" in send
+    # the endpoint's copies still go to /predict
+    endpoint_send = block(text, "location = /_ferry/shadow/split/send")
+    assert "proxy_pass http://ferry_api_shadow/predict;" in endpoint_send
+    none = shadowed(tmp_path, 0)
+    assert "/_ferry/runtime/shadow" not in none
+    assert "/_ferry/runtime/relay" not in none
+
+
+RUNTIME_TAKEN = RoutingTable(
+    apis=(
+        ApiRoute("iris", "/endpoints/iris/invocations", ("127.0.0.1:9001",)),
+        ApiRoute("other", "/other", ("127.0.0.1:9011",)),
+    ),
+    splitters=(SplitRoute("ab", "/endpoints/ab/invocations", (("iris", 50), ("other", 50))),),
+)
+
+
+def test_an_endpoint_at_a_runtime_path_keeps_it(tmp_path: Path) -> None:
+    text = conf(tmp_path, RUNTIME_TAKEN)
+    assert text.count("location = /endpoints/iris/invocations {") == 1
+    assert "proxy_pass http://ferry_api_iris/predict;" in block(
+        text, "location = /endpoints/iris/invocations"
+    )
+    assert text.count("location = /endpoints/ab/invocations {") == 1
+    assert "/_ferry/runtime/split/ab" not in text
+    assert "location = /endpoints/other/invocations {" in text
+
+
 def test_limits_timeouts_unknown_paths_and_request_ids(tmp_path: Path) -> None:
     text = conf(tmp_path, port=18080, upstream_timeout_s=70)
     assert "listen 127.0.0.1:18080" in text
@@ -220,10 +323,13 @@ def test_rendering_is_deterministic_and_files_stay_under_the_prefix(tmp_path: Pa
         RoutingTable(apis=(ApiRoute("x", "/_ferry/healthz", ()),)),
         RoutingTable(apis=(ApiRoute("x", "/x", ("127.0.0.1:1; evil",)),)),
         RoutingTable(apis=(ApiRoute("x", "/x", ()), ApiRoute("y", "/x", ()))),
+        RoutingTable(
+            apis=(ApiRoute("x", "/x", ()),), splitters=(SplitRoute("x", "/y", (("x", 100),)),)
+        ),
     ],
 )
 def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: RoutingTable) -> None:
-    with pytest.raises(ValueError, match=r"not allowed|not HOST:PORT|share an endpoint"):
+    with pytest.raises(ValueError, match=r"not allowed|not HOST:PORT|share an endpoint|share a"):
         conf(tmp_path, table)
 
 
@@ -237,8 +343,9 @@ def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: Ro
             apis=(IRIS, SHADOW),
             splitters=(SplitRoute("ab", "/ab", (("iris", 100),), "shadow", 25),),
         ),
+        RUNTIME_TAKEN,
     ],
-    ids=["empty", "full", "nothing-ready", "shadow-25"],
+    ids=["empty", "full", "nothing-ready", "shadow-25", "runtime-path-taken"],
 )
 @pytest.mark.parametrize("slots", [None, SLOTS], ids=["no-slots", "slots"])
 def test_nginx_accepts_the_rendered_config(

@@ -8,6 +8,16 @@ any slot answers 503 JSON directly, since nginx rejects an empty upstream. A tra
 splitter picks an API with ``split_clients`` on ``$request_id``; a copy of its shadow's
 weight % of the requests goes to the shadow API (see ``_shadow_locations``). Replicas serve
 their predict route at ``/predict``; the gateway rewrites ``/<endpoint>`` to it.
+
+Every API and splitter also answers SageMaker Runtime's ``InvokeEndpoint`` under its name,
+``POST /endpoints/<name>/invocations``, so boto3's ``invoke_endpoint`` works against the
+gateway: an API's goes to the same path on its replicas (they serve their model under the
+API's name), over the same slots with the same retries (plus a replica's 429, which it
+answers while loading); a splitter's is split like its endpoint, names the API that
+answered in ``x-Amzn-Invoked-Production-Variant`` and copies to its shadow's runtime path.
+The gateway's own errors there are SageMaker's (``x-amzn-ErrorType`` and a ``message``): an
+unknown name is a 400 ``ValidationError``, no replica a 503 ``ServiceUnavailable``, a replica
+that does not answer in time a 424 ``ModelError``.
 """
 
 from __future__ import annotations
@@ -21,9 +31,14 @@ from pathlib import Path
 
 from ferry.runtime.base import ApiRoute, RoutingTable, SplitRoute
 
-__all__ = ["GatewayLayout", "GatewayOptions", "config_digest", "render"]
+__all__ = ["GatewayLayout", "GatewayOptions", "config_digest", "render", "runtime_path"]
 
 REPLICA_PATH = "/predict"
+RUNTIME_PREFIX = "/endpoints/"
+RUNTIME_SUFFIX = "/invocations"
+VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
+# a replica answers its runtime path with 429 while loading, before the model runs
+_RUNTIME_RETRIES = "proxy_next_upstream error http_503 http_429 non_idempotent;"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENDPOINT = re.compile(r"^/[A-Za-z0-9_.~/-]{1,200}$")
 _DIGEST = "@CONFIG_DIGEST@"
@@ -72,10 +87,20 @@ class GatewayOptions:
     user: str | None = None  # workers' user when the master runs as root
 
 
-def _json_body(error: str, code: str) -> str:
-    """A JSON body as an nginx single-quoted string."""
-    text = json.dumps({"error": error, "code": code})
+def _quoted(body: Mapping[str, object]) -> str:
+    """``body`` as JSON in an nginx single-quoted string."""
+    text = json.dumps(body)
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _json_body(error: str, code: str) -> str:
+    """ferry's JSON error body as an nginx single-quoted string."""
+    return _quoted({"error": error, "code": code})
+
+
+def runtime_path(name: str) -> str:
+    """Where SageMaker Runtime's ``InvokeEndpoint`` for ``name`` is sent."""
+    return f"{RUNTIME_PREFIX}{name}{RUNTIME_SUFFIX}"
 
 
 def _check(table: RoutingTable) -> None:
@@ -92,6 +117,9 @@ def _check(table: RoutingTable) -> None:
             raise ValueError(f"endpoint {endpoint!r} is not allowed in a gateway route")
     if len(set(endpoints)) != len(endpoints):
         raise ValueError("two routes share an endpoint")
+    routed = [a.api for a in table.apis] + [s.name for s in table.splitters]
+    if len(set(routed)) != len(routed):
+        raise ValueError("two routes share a name")
     addresses = [address for a in table.apis for address in a.addresses]
     for address in addresses:
         if not _ADDRESS.match(address):
@@ -197,7 +225,31 @@ def _relay_url(options: GatewayOptions) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{options.port}"
 
 
-def _shadow_locations(split: SplitRoute, shadow: str, options: GatewayOptions) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """The locations a shadow copy passes through: ``mirror`` (what the splitter's
+    locations mirror to), ``relay`` (on the gateway itself) and ``target`` (the path on the
+    shadow's replicas)."""
+
+    mirror: str
+    relay: str
+    target: str
+    retries: str = ""  # the send's proxy_next_upstream, when not the http block's
+
+
+def _endpoint_copy(split: SplitRoute) -> _Copy:
+    return _Copy(f"/_ferry/split/{split.name}/shadow", f"/_ferry/shadow/{split.name}", REPLICA_PATH)
+
+
+def _runtime_copy(split: SplitRoute, shadow: str) -> _Copy:
+    name = split.name
+    relay = f"/_ferry/runtime/relay/{name}"
+    return _Copy(f"/_ferry/runtime/shadow/{name}", relay, runtime_path(shadow), _RUNTIME_RETRIES)
+
+
+def _shadow_locations(
+    split: SplitRoute, shadow: str, options: GatewayOptions, copy: _Copy
+) -> list[str]:
     """A copy is fire-and-forget. nginx does not reuse a client's kept-alive connection
     until every ``mirror`` subrequest of its last request is done, so a slow shadow would
     delay the client's next request. The mirror subrequest therefore goes to a relay on
@@ -205,8 +257,6 @@ def _shadow_locations(split: SplitRoute, shadow: str, options: GatewayOptions) -
     ``mirror`` (and keeps sending it after the 204 has closed the relay's connection).
     That connection is not kept alive: nginx would not read a next request on it before
     the copy is answered."""
-    internal = f"/_ferry/split/{split.name}"
-    relay = f"/_ferry/shadow/{split.name}"
     sample = []
     if split.shadow_weight < 100:
         sample = [
@@ -215,30 +265,31 @@ def _shadow_locations(split: SplitRoute, shadow: str, options: GatewayOptions) -
             "    }",
         ]
     return [
-        f"location = {internal}/shadow {{",
+        f"location = {copy.mirror} {{",
         "    internal;",
         *sample,
         "    # a relay's connection is busy until its copy is answered: never kept alive",
-        f"    proxy_pass {_relay_url(options)}{relay};",
+        f"    proxy_pass {_relay_url(options)}{copy.relay};",
         "}",
-        f"location = {relay} {{",
+        f"location = {copy.relay} {{",
         *_only_the_gateway(options),
         "    access_log off;",
-        f"    mirror {relay}/send;",
+        f"    mirror {copy.relay}/send;",
         "    mirror_request_body on;",
         "    proxy_pass_request_body off;",
         '    proxy_set_header Content-Length "";',
         '    proxy_set_header Connection "";',
         "    proxy_pass http://ferry_gateway/_ferry/ack;",
         "}",
-        f"location = {relay}/send {{",
+        f"location = {copy.relay}/send {{",
         "    internal;",
         "    proxy_ignore_client_abort on;",
         '    proxy_set_header Connection "";',
         "    proxy_set_header Host $host;",
         "    proxy_set_header X-Request-ID $ferry_request_id;",
         "    proxy_set_header X-Forwarded-For $http_x_forwarded_for;",
-        f"    proxy_pass http://{_upstream_name(shadow)}{REPLICA_PATH};",
+        *([f"    {copy.retries}"] if copy.retries else []),
+        f"    proxy_pass http://{_upstream_name(shadow)}{copy.target};",
         "}",
     ]
 
@@ -270,19 +321,142 @@ def _gateway_upstream(options: GatewayOptions) -> list[str]:
     ]
 
 
+def _split_apis(split: SplitRoute) -> list[str]:
+    return list(dict.fromkeys(api for api, weight in split.weights if weight > 0))
+
+
 def _split_locations(split: SplitRoute, routable: set[str], options: GatewayOptions) -> list[str]:
     internal = f"/_ferry/split/{split.name}"
     shadow = _mirrored(split, routable)
-    mirror = shadow is not None
+    copy = _endpoint_copy(split)
     lines = [f"location = {split.endpoint} {{"]
     lines += [f"    rewrite ^ {internal}/{_split_var(split)} last;", "}"]
     if shadow is not None:
-        lines += _shadow_locations(split, shadow, options)
-    for api in dict.fromkeys(api for api, weight in split.weights if weight > 0):
+        lines += _shadow_locations(split, shadow, options, copy)
+    for api in _split_apis(split):
         lines += [f"location = {internal}/{api} {{", "    internal;"]
-        if mirror:  # the mirror subrequest is issued here, after the internal redirect
-            lines += [f"    mirror {internal}/shadow;", "    mirror_request_body on;"]
+        if shadow is not None:  # the mirror subrequest is issued here, after the redirect
+            lines += [f"    mirror {copy.mirror};", "    mirror_request_body on;"]
         lines += [f"    {_proxy(api, routable)}", "}"]
+    return lines
+
+
+# --- SageMaker Runtime InvokeEndpoint ----------------------------------------------------
+
+
+def _sagemaker_error(status: int, kind: str, body: Mapping[str, object]) -> list[str]:
+    """Answer as SageMaker Runtime does: boto3 raises the exception named by the header."""
+    return [
+        f'add_header x-amzn-ErrorType "{kind}:" always;',
+        f"return {status} {_quoted(body)};",
+    ]
+
+
+def _runtime_unavailable(api: str) -> list[str]:
+    message = f"api {api} has no ready replica"
+    return _sagemaker_error(503, "ServiceUnavailable", {"message": message})
+
+
+def _runtime_proxy(api: str) -> list[str]:
+    """To ``api``'s replicas at their runtime path, over the endpoint's slots and retries.
+
+    A replica still loading answers this path with 429 (``ModelNotReadyException``) where
+    ``/predict`` answers 503, before the model runs: that goes on to the next slot too. The
+    last attempt's 429 is passed on as is; its 503 (over ``--max-inflight``), a 502 (no slot
+    answered) and a 504 become SageMaker's errors."""
+    return [
+        _RUNTIME_RETRIES,
+        "proxy_intercept_errors on;",
+        "error_page 502 503 = @ferry_runtime_unavailable;",
+        "error_page 504 = @ferry_runtime_timeout;",
+        f"proxy_pass http://{_upstream_name(api)}{runtime_path(api)};",
+    ]
+
+
+def _runtime_to(api: str, routable: set[str]) -> list[str]:
+    if api not in routable:
+        return _runtime_unavailable(api)
+    return _runtime_proxy(api)
+
+
+def _runtime_errors(names: Sequence[str]) -> list[str]:
+    """The gateway's own SageMaker errors: an unknown name (400, naming what is routed; a
+    name of other characters than an API's is not repeated, so the JSON stays valid), no
+    replica (503) and a replica that did not answer in time (424, as SageMaker's timeout)."""
+    known = ", ".join(names) if names else "none"
+    unknown = f"; the gateway serves the endpoints: {known}"
+    timeout = "the replica did not answer in time"
+    timed_out = {
+        "Message": f'Received server error (504) from primary with message "{timeout}".',
+        "OriginalStatusCode": 504,
+        "OriginalMessage": timeout,
+    }
+    pattern = re.escape(RUNTIME_PREFIX) + "{}" + re.escape(RUNTIME_SUFFIX) + "$"
+    return [
+        "location @ferry_runtime_unavailable {",
+        *_indent(_sagemaker_error(503, "ServiceUnavailable", {"message": _BUSY}), 1),
+        "}",
+        "location @ferry_runtime_timeout {",
+        *_indent(_sagemaker_error(424, "ModelError", timed_out), 1),
+        "}",
+        f'location ~ "^{pattern.format("([A-Za-z0-9_.-]+)")}" {{',
+        *_indent(
+            _sagemaker_error(
+                400, "ValidationError", {"message": f"Endpoint $1 not found{unknown}"}
+            ),
+            1,
+        ),
+        "}",
+        f'location ~ "^{pattern.format("[^/]+")}" {{',
+        *_indent(
+            _sagemaker_error(400, "ValidationError", {"message": f"Endpoint not found{unknown}"}), 1
+        ),
+        "}",
+    ]
+
+
+def _runtime_locations(
+    table: RoutingTable, options: GatewayOptions, routable: set[str]
+) -> list[str]:
+    """``POST /endpoints/<name>/invocations`` for every API and splitter, unless an
+    endpoint already takes that path."""
+    taken = {a.endpoint for a in table.apis} | {s.endpoint for s in table.splitters}
+    apis = sorted(table.apis, key=lambda r: r.api)
+    splitters = sorted(table.splitters, key=lambda s: s.name)
+    lines = _runtime_errors(sorted([a.api for a in apis] + [s.name for s in splitters]))
+    for route in apis:
+        if runtime_path(route.api) not in taken:
+            lines += [f"location = {runtime_path(route.api)} {{"]
+            lines += [*_indent(_runtime_to(route.api, routable), 1), "}"]
+    for split in splitters:
+        if runtime_path(split.name) not in taken:
+            lines += _runtime_split_locations(split, routable, options)
+    return lines
+
+
+def _runtime_split_locations(
+    split: SplitRoute, routable: set[str], options: GatewayOptions
+) -> list[str]:
+    """Split as the splitter's endpoint is (the same draw), each API at its own runtime path;
+    the answer names the API, as SageMaker names the production variant."""
+    internal = f"/_ferry/runtime/split/{split.name}"
+    shadow = _mirrored(split, routable)
+    lines = [f"location = {runtime_path(split.name)} {{"]
+    lines += [f"    rewrite ^ {internal}/{_split_var(split)} last;", "}"]
+    copy = None
+    if shadow is not None:
+        copy = _runtime_copy(split, shadow)
+        lines += _shadow_locations(split, shadow, options, copy)
+    for api in _split_apis(split):
+        lines += [f"location = {internal}/{api} {{", "    internal;"]
+        if copy is not None:
+            lines += [f"    mirror {copy.mirror};", "    mirror_request_body on;"]
+        if api in routable:
+            lines += [
+                f"    proxy_hide_header {VARIANT_HEADER};",
+                f"    add_header {VARIANT_HEADER} {api} always;",
+            ]
+        lines += [*_indent(_runtime_to(api, routable), 1), "}"]
     return lines
 
 
@@ -362,6 +536,7 @@ def _server_block(table: RoutingTable, options: GatewayOptions, routable: set[st
     splitters = sorted(table.splitters, key=lambda s: s.endpoint)
     for split in splitters:
         lines += _split_locations(split, routable, options)
+    lines += _runtime_locations(table, options, routable)
     if any(_mirrored(split, routable) for split in splitters):
         lines += _ack_location(options)
     return lines
