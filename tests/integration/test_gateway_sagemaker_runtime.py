@@ -181,3 +181,57 @@ def test_an_api_without_a_ready_replica_is_service_unavailable(gateway: Gateway)
             runtime.invoke_endpoint(EndpointName=name, Body=ROW, ContentType="text/csv")
         assert raised.value.response["Error"]["Message"] == message
         assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+
+LOADING = """
+import time
+from pathlib import Path
+
+class PythonPredictor:
+    def __init__(self, config):
+        gate = Path(config["gate"])
+        while not gate.exists():  # loading until the test opens the gate
+            time.sleep(0.05)
+
+    def predict(self, payload):
+        return ["loaded"]
+"""
+
+
+def test_a_replica_still_loading_is_skipped_like_on_the_endpoint(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """A loading replica answers the runtime path with 429 (``ModelNotReadyException``)
+    before the model runs; nginx goes on to the next slot, so no call sees it."""
+    (tmp_path / "loading.py").write_text(LOADING)
+    model = ModelSpec(
+        uri=f"{tmp_path / 'loading.py'}:PythonPredictor",
+        framework="python",
+        name="a",
+        config={"gate": str(tmp_path / "gate")},
+    )
+    server = {"workers": 1, "graceful_timeout_s": 5, "warmup": False}
+    gateway.backend.start_replica(ReplicaSpec("a-loading", "a", "r2", model, server=server))
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # listening on its slot, not ready
+            (status,) = [s for s in gateway.backend.observe() if s.replica_id == "a-loading"]
+            try:
+                if status.address and httpx.get(f"http://{status.address}/readyz").status_code:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert status.state is not ReplicaState.READY
+        gateway.route()
+        runtime = gateway.runtime(retries={"total_max_attempts": 1})
+        for _ in range(20):
+            answer = runtime.invoke_endpoint(EndpointName="a", Body=ROW, ContentType="text/csv")
+            assert json.loads(answer["Body"].read()) == ["a"]
+        lines = list(gateway.backend.logs("a", tail=1000))
+        assert any("[a-loading]" in line and " 429 " in line for line in lines), lines[-20:]
+    finally:
+        (tmp_path / "gate").touch()
+        gateway.backend.stop_replica("a-loading", drain=False)
+        gateway.backend.wait_stopped(["a-loading"], timeout=10)
