@@ -43,6 +43,7 @@ __all__ = [
     "Compute",
     "Dependencies",
     "ModelSources",
+    "Monitoring",
     "NamedModelPath",
     "Networking",
     "Predictor",
@@ -57,6 +58,7 @@ __all__ = [
     "parse_cpu",
     "parse_duration",
     "scaffold",
+    "serve_project",
     "to_server_settings",
 ]
 
@@ -339,6 +341,13 @@ class UpdateStrategy(_Spec):
         return self
 
 
+class Monitoring(_Spec):
+    """Cortex v0.15-v0.24's prediction monitoring; accepted, ferry has its own metrics."""
+
+    model_type: Literal["classification", "regression"] | None = None
+    key: str | None = None
+
+
 class Networking(_Spec):
     """Where the gateway serves the API; ``endpoint`` defaults to ``/<name>``."""
 
@@ -379,6 +388,7 @@ class RealtimeAPI(_Spec):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
     networking: Networking = Field(default_factory=Networking)
+    monitoring: Monitoring | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -578,6 +588,14 @@ def _kind_model(source: _Source, index: int, item: Any) -> type[RealtimeAPI | Tr
             (index, "kind"),
             f"kind {kind} is not supported; expected RealtimeAPI or TrafficSplitter",
         )
+    if kind is not None and kind != "RealtimeAPI":
+        kinds = ["RealtimeAPI", "TrafficSplitter"]
+        close = difflib.get_close_matches(str(kind), kinds, n=1, cutoff=0.6)
+        close += [k for k in kinds if str(kind).lower() == k.lower()]
+        hint = f"; did you mean {close[-1]!r}?" if close else ""
+        raise source.error(
+            (index, "kind"), f"expected RealtimeAPI or TrafficSplitter, got {_show(kind)}{hint}"
+        )
     return RealtimeAPI
 
 
@@ -758,6 +776,32 @@ def to_server_settings(api: RealtimeAPI, project_root: Path) -> tuple[ModelSpec,
     return spec, overrides
 
 
+def serve_project(
+    directory: Path, name: str | None = None
+) -> tuple[ModelSpec, dict[str, Any], dict[str, str]] | None:
+    """What ``ferry serve DIR`` runs when DIR holds a project file, else None.
+
+    The API called ``name`` (default: the first RealtimeAPI), validated as ``ferry deploy``
+    validates it: its ``ModelSpec``, its ``ServerSettings`` overrides (the settings of one
+    replica: ``processes_per_replica``, ``threads_per_process``, batching, ``log_level``) and
+    its ``predictor.env``.
+    """
+    if not directory.is_dir() or not any((directory / f).is_file() for f in PROJECT_FILES):
+        return None
+    project = load_project(directory, check_splitter_targets=False)
+    if not project.apis:
+        raise ConfigError(f"{project.path}: no API of kind RealtimeAPI to serve")
+    api = project.apis[0]
+    if name is not None:
+        found = next((a for a in project.apis if a.name == name), None)
+        if found is None:
+            names = ", ".join(a.name for a in project.apis)
+            raise ConfigError(f"{project.path}: no RealtimeAPI named {name!r} (found: {names})")
+        api = found
+    spec, overrides = to_server_settings(api, project.root)
+    return spec, overrides, dict(api.predictor.env)
+
+
 def _check_servable(api: RealtimeAPI) -> None:
     predictor, where = api.predictor, f"api {api.name!r}"
     if predictor.type == "tensorflow":
@@ -765,20 +809,21 @@ def _check_servable(api: RealtimeAPI) -> None:
             f"{where}: tensorflow predictors are not supported; export the model to ONNX "
             "and use type: onnx with model_path"
         )
-    if predictor.type == "onnx" and predictor.path:
-        raise ConfigError(
-            f"{where}: ONNXPredictor classes are not supported; remove predictor.path to serve "
-            "the model directly, or use type: python"
-        )
     if predictor.multi_model_reloading is not None:
         raise ConfigError(f"{where}: multi_model_reloading is not supported yet")
+    if predictor.path:
+        return  # an ONNXPredictor gets every model of models through its onnx_client
     if predictor.models is not None and predictor.models.path is None:
-        raise ConfigError(f"{where}: models.paths and models.dir are not supported; use one path")
+        raise ConfigError(
+            f"{where}: models.paths and models.dir need an ONNXPredictor class (path); "
+            "without one, use models.path"
+        )
 
 
 def _model_uri(predictor: Predictor, root: Path) -> str:
     if predictor.path is not None:
-        return f"{root / predictor.path}:{predictor.class_name or 'PythonPredictor'}"
+        default = "ONNXPredictor" if predictor.type == "onnx" else "PythonPredictor"
+        return f"{root / predictor.path}:{predictor.class_name or default}"
     uri = predictor.model_path or (predictor.models.path if predictor.models else None)
     assert uri is not None  # the Predictor validator guarantees a model to serve
     return uri if _URI_SCHEME.match(uri) else str(root / Path(uri).expanduser())

@@ -718,15 +718,15 @@ def test_model_path_settings(tmp_path: Path) -> None:
     [
         ("{type: tensorflow, path: predictor.py}", "tensorflow predictors are not supported"),
         (
-            "{type: onnx, path: predictor.py, models: {path: m.onnx}}",
-            "ONNXPredictor classes are not supported",
+            "{type: onnx, models: {dir: models/}}",
+            "models.paths and models.dir need an ONNXPredictor class",
         ),
         (
             "{path: predictor.py, multi_model_reloading: {dir: s3://b/m/}}",
             "multi_model_reloading is not supported",
         ),
     ],
-    ids=["tensorflow", "onnx-class", "multi-model"],
+    ids=["tensorflow", "onnx-dir-without-class", "multi-model"],
 )
 def test_unservable_predictors_fail_at_deploy(
     tmp_path: Path, predictor: str, expected: str
@@ -821,3 +821,50 @@ def _import(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --- Cortex projects as their docs had them ------------------------------------------------
+
+
+def test_cortex_v0_2x_monitoring_is_accepted(tmp_path: Path) -> None:
+    project = load_project(
+        write(
+            tmp_path,
+            MINIMAL + "  monitoring:\n    model_type: classification\n    key: label\n",
+        )
+    )
+    assert project.apis[0].monitoring is not None
+    assert project.apis[0].monitoring.model_type == "classification"
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("RealtimeApi", "got 'RealtimeApi'; did you mean 'RealtimeAPI'?"),
+        ("trafficsplitter", "got 'trafficsplitter'; did you mean 'TrafficSplitter'?"),
+        ("Deployment", "expected RealtimeAPI or TrafficSplitter, got 'Deployment'$"),
+    ],
+)
+def test_a_misspelt_kind_suggests_the_right_one(tmp_path: Path, kind: str, expected: str) -> None:
+    path = write(tmp_path, f"- name: iris\n  kind: {kind}\n  predictor:\n    path: predictor.py\n")
+    with pytest.raises(ConfigError, match=r"ferry\.yaml:2: apis\[0\]\.kind: .*" + expected):
+        load_project(path)
+
+
+def test_an_onnx_predictor_class_is_served_as_python(tmp_path: Path) -> None:
+    project = load_project(
+        write(
+            tmp_path,
+            """
+            - name: iris
+              predictor:
+                type: onnx
+                path: predictor.py
+                models:
+                  paths: [{name: a, path: a.onnx}, {name: b, path: b/}]
+            """,
+        )
+    )
+    spec, _ = to_server_settings(project.apis[0], project.root)
+    assert spec.uri == f"{tmp_path.resolve() / 'predictor.py'}:ONNXPredictor"
+    assert spec.framework == "python"

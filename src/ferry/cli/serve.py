@@ -73,7 +73,17 @@ def build_settings(
     """Merge defaults, SAGEMAKER_* env and flags (flags win) into validated settings."""
     env = os.environ if env is None else env
     merged = _sagemaker_defaults(env, options.get("model"))
-    merged.update({k: v for k, v in options.items() if v is not None})
+    flags = {k: v for k, v in options.items() if v is not None}
+    project = _project(options)
+    if project is not None:  # the API's own settings, under the flags
+        spec, overrides, _ = project
+        merged.update(overrides)
+        merged.update(spec.model_dump(exclude_defaults=True, exclude={"uri"}))
+        merged["model"] = spec.uri
+        del flags["model"]
+        if "config" in flags:
+            flags["config"] = {**spec.config, **flags["config"]}
+    merged.update(flags)
     model_keys = {
         "framework", "name", "sha256", "predict_proba", "labels", "feature_names", "config",
         "python_path", "predictor_batching",
@@ -86,6 +96,15 @@ def build_settings(
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise ConfigError(f"invalid {where.replace('_', '-')}: {first['msg']}") from None
+
+
+def _project(
+    options: Mapping[str, Any],
+) -> tuple[ModelSpec, dict[str, Any], dict[str, str]] | None:
+    from ferry.apispec import serve_project
+
+    model = options.get("model")
+    return serve_project(Path(model), options.get("name")) if model else None
 
 
 @click.command(context_settings={"show_default": True})
@@ -152,6 +171,9 @@ def serve(**options: Any) -> None:
         options["max_body_bytes"] = parse_size(options.pop("max_body_size"))
     options.pop("max_body_size", None)
     settings = build_settings(options)
+    project = _project(options)
+    if project is not None:
+        os.environ.update(project[2])  # predictor.env, as a replica of the API gets it
     configure_logging(settings.log_level, settings.log_format)
     code = run_server(settings)
     raise click.exceptions.Exit(code)

@@ -80,3 +80,72 @@ def test_help_lists_the_serve_command() -> None:
     assert "serve" in result.output
     serve_help = CliRunner().invoke(cli, ["serve", "--help"])
     assert "SageMaker" in serve_help.output
+
+
+CORTEX_YAML = """\
+- name: iris
+  predictor:
+    path: predictor.py
+    config: {model: model.pkl, top: 3}
+    env: {STAGE: test}
+    processes_per_replica: 3
+    threads_per_process: 4
+    log_level: warning
+    server_side_batching: {max_batch_size: 8, batch_interval: 100ms}
+- name: other
+  predictor:
+    path: predictor.py
+"""
+
+
+def cortex_project(tmp_path: Path, text: str = CORTEX_YAML) -> Path:
+    (tmp_path / "cortex.yaml").write_text(text)
+    (tmp_path / "predictor.py").write_text("class PythonPredictor:\n    pass\n")
+    return tmp_path
+
+
+def test_a_project_directory_brings_its_api_settings(tmp_path: Path) -> None:
+    root = cortex_project(tmp_path)
+    settings = build_settings({"model": str(root)}, env={})
+    assert settings.model.uri == f"{root.resolve() / 'predictor.py'}:PythonPredictor"
+    assert settings.model.name == "iris"
+    assert settings.model.config == {"model": "model.pkl", "top": 3}
+    assert settings.model.predictor_batching is True
+    assert (settings.workers, settings.predictor_threads) == (3, 4)
+    assert (settings.batching, settings.max_batch_size, settings.max_batch_wait_ms) == (
+        True,
+        8,
+        100.0,
+    )
+    assert settings.log_level == "warning"
+
+
+def test_flags_win_over_the_project_and_config_pairs_merge(tmp_path: Path) -> None:
+    root = cortex_project(tmp_path)
+    options = {"model": str(root), "workers": 1, "log_level": "debug", "config": {"top": 5}}
+    settings = build_settings(options, env={})
+    assert (settings.workers, settings.log_level) == (1, "debug")
+    assert settings.model.config == {"model": "model.pkl", "top": 5}
+    other = build_settings({"model": str(root), "name": "other"}, env={})
+    assert (other.model.name, other.workers, other.model.predictor_batching) == (
+        "other",
+        1,
+        False,
+    )
+
+
+def test_a_broken_project_is_one_located_line_on_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = cortex_project(
+        tmp_path, CORTEX_YAML.replace("threads_per_process", "thread_per_process")
+    )
+    code = main(["serve", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "cortex.yaml:7: apis[0].predictor.thread_per_process: unknown field" in err
+    assert "did you mean 'threads_per_process'?" in err
+    cortex_project(tmp_path)
+    assert main(["serve", str(root), "--name", "nope"]) == 2
+    assert "no RealtimeAPI named 'nope' (found: iris, other)" in capsys.readouterr().err

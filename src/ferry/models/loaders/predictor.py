@@ -10,17 +10,25 @@ Hooks and the arguments they may declare (each injected by name, only if declare
 - ``warmup(self)``: called instead of a synthetic request, which could have side effects
 
 With ``batched``, ``predict`` gets equal-length lists and returns a list of results.
+
+A predictor that belongs to a project (a ``ferry.yaml`` / ``cortex.yaml`` beside it or above
+it, up to its ``python_path``) runs in the project's directory, as Cortex ran it, so that
+``open("labels.json")`` and ``config: {model: model.pkl}`` find the project's files, and
+with the project's ``.env`` file (``VARIABLE=value`` lines) in its environment, under the
+variables already set (``predictor.env``).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ferry.apispec import PROJECT_FILES
 from ferry.errors import ModelError, ModelLoadError
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.models.loaders.injection import Injector, injector
@@ -28,18 +36,58 @@ from ferry.models.loaders.load_error import first_line, install_hint
 from ferry.models.loaders.predictor_class import find_class
 from ferry.types import InputKind, PayloadRequest, Signature
 
-__all__ = ["PredictorModel", "construct", "load"]
+__all__ = ["PredictorModel", "construct", "load", "project_dir"]
 
 _REQUEST = ("payload", "query_params", "headers")
-_INIT = ("config", "name", "python_client", "metrics_client", "job_spec")
+_INIT = ("config", "name", "python_client", "metrics_client", "job_spec", "onnx_client")
 _SETUP = ("device", "config")
 
 
 def load(source: ModelSource) -> PredictorModel:
     """Import the predictor file, build the class with its config, and wrap it."""
+    project = project_dir(source.path, source.spec.python_path)
+    if project is not None:
+        os.chdir(project)  # a worker serves one predictor: its directory is the project's
+        _load_dotenv(project / ".env")
     cls = find_class(source.path, source.predictor_class, source.spec.python_path)
     instance = construct(cls, source)
     return PredictorModel(instance, source, batched=source.spec.predictor_batching)
+
+
+def project_dir(file: Path, python_path: str | None) -> Path | None:
+    """The directory of the project file that ``file`` belongs to, if there is one.
+
+    Looked for from the predictor's folder upwards, no higher than the parent of its
+    ``python_path`` (Cortex's ``python_path`` is a folder of the project).
+    """
+    start = file.resolve().parent
+    top = Path(python_path).resolve().parent if python_path else start
+    for directory in (start, *start.parents):
+        if any((directory / name).is_file() for name in PROJECT_FILES):
+            return directory
+        if directory == top or not directory.is_relative_to(top):
+            break
+    return None
+
+
+def _load_dotenv(file: Path) -> None:
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{file}: cannot read it: {error}") from None
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise ModelLoadError(f"{file}:{number}: expected VARIABLE=value, got {text!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(key, value)
 
 
 def construct(cls: type, source: ModelSource) -> object:
@@ -54,6 +102,8 @@ def construct(cls: type, source: ModelSource) -> object:
         "device": "cpu",
     }
     init = injector(cls, supplies=_INIT, what=f"{where}.__init__")
+    if any(value == "onnx_client" for _, value in init.arguments):
+        values["onnx_client"] = _onnx_client(source, where)
     project = Path(source.spec.python_path or source.path.parent)
     instance = _call(init, values, f"{where}.__init__", project)
     setup = _setup_hook(instance, cortex=any(arg == "config" for arg, _ in init.arguments))
@@ -61,6 +111,47 @@ def construct(cls: type, source: ModelSource) -> object:
         what = f"{where}.{setup.__name__}"
         _call(injector(setup, supplies=_SETUP, what=what), values, what, project)
     return instance
+
+
+def _onnx_client(source: ModelSource, where: str) -> Any:
+    """Cortex's ``onnx_client`` over the models of the API's ``predictor`` in its project."""
+    from ferry.apispec import load_project
+    from ferry.config import default_cache_dir
+    from ferry.models.fetch import fetch
+    from ferry.models.loaders.predictor_onnx import SINGLE, ONNXClient
+
+    root = project_dir(source.path, source.spec.python_path)
+    api = None
+    if root is not None:
+        project = load_project(root, check_splitter_targets=False)
+        api = next((a for a in project.apis if a.name == source.name), None)
+    if api is None:
+        raise ModelLoadError(
+            f"{where}.__init__ takes onnx_client, which needs the API's predictor.models "
+            "(or model_path) in a ferry.yaml or cortex.yaml beside the predictor"
+        )
+    predictor, base = api.predictor, project.root
+
+    def local(uri: str) -> Path:
+        if "://" in uri:
+            return fetch(uri, cache_dir=default_cache_dir())
+        return base / Path(uri).expanduser()
+
+    models: dict[str, Path] = {}
+    sources = predictor.models
+    if sources is not None and sources.paths is not None:
+        models = {named.name: local(named.path) for named in sources.paths}
+    elif sources is not None and sources.dir is not None:
+        folder = local(sources.dir)
+        if not folder.is_dir():
+            raise ModelLoadError(f"{where}: models.dir {folder} is not a directory")
+        models = {child.name: child for child in sorted(folder.iterdir()) if child.is_dir()}
+    else:
+        uri = sources.path if sources is not None else predictor.model_path
+        if uri is None:
+            raise ModelLoadError(f"{where}: onnx_client needs predictor.models.path")
+        models = {SINGLE: local(uri)}
+    return ONNXClient(models)
 
 
 def _setup_hook(instance: object, *, cortex: bool) -> Callable[..., Any] | None:
