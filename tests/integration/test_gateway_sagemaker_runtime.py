@@ -121,6 +121,23 @@ def test_an_api_answers_invoke_endpoint_under_its_name(gateway: Gateway) -> None
     assert httpx.post(f"{gateway.url}/a", json=[[5.1, 3.5, 1.4, 0.2]]).json() == ["a"]
 
 
+def test_a_body_over_the_limit_is_refused_as_sagemaker_does(gateway: Gateway) -> None:
+    from botocore.exceptions import ClientError
+
+    gateway.route(SplitRoute("ab", "/ab", (("a", 50), ("b", 50))))
+    runtime = gateway.runtime(retries={"total_max_attempts": 1})
+    body = b"1" * (6 * 1024 * 1024 + 1)
+    for name in ("a", "ab", "nope"):
+        with pytest.raises(ClientError) as raised:
+            runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="text/csv")
+        response = raised.value.response
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        assert response["Error"] == {
+            "Code": "413",
+            "Message": "HTTP content length exceeded 6291456 bytes.",
+        }
+
+
 def test_a_model_error_comes_through_the_gateway_as_sagemakers(gateway: Gateway) -> None:
     gateway.route(SplitRoute("ab", "/ab", (("a", 50), ("b", 50))))
     runtime = gateway.runtime()

@@ -211,6 +211,7 @@ def test_the_gateways_own_runtime_errors_are_sagemakers(tmp_path: Path) -> None:
     empty = block(text, "location = /endpoints/empty/invocations")
     assert empty == (
         "location = /endpoints/empty/invocations {\n"
+        "error_page 413 = @ferry_runtime_too_large;\n"
         'add_header x-amzn-ErrorType "ServiceUnavailable:" always;\n'
         'return 503 \'{"message": "api empty has no ready replica"}\';\n}'
     )
@@ -221,6 +222,18 @@ def test_the_gateways_own_runtime_errors_are_sagemakers(tmp_path: Path) -> None:
     assert 'add_header x-amzn-ErrorType "ModelError:" always;' in late
     assert "return 424 " in late
     assert '"OriginalStatusCode": 504' in late
+    # SageMaker's own answer to a body over its 6 MB: 413, a message, no error type
+    assert block(text, "location @ferry_runtime_too_large") == (
+        "location @ferry_runtime_too_large {\n"
+        'return 413 \'{"message": "HTTP content length exceeded 6291456 bytes."}\';\n}'
+    )
+    for header in (
+        "location = /endpoints/iris/invocations",
+        "location = /endpoints/split/invocations",
+        "location = /_ferry/runtime/split/split/iris",
+        'location ~ "^/endpoints/[^/]+/invocations$"',
+    ):
+        assert "error_page 413 = @ferry_runtime_too_large;" in block(text, header)
 
 
 def test_an_unknown_name_is_a_validation_error_naming_what_is_routed(tmp_path: Path) -> None:

@@ -352,9 +352,13 @@ def _sagemaker_error(status: int, kind: str, body: Mapping[str, object]) -> list
     ]
 
 
+# a body over client_max_body_size, refused before the location's handler runs
+_RUNTIME_TOO_LARGE = "error_page 413 = @ferry_runtime_too_large;"
+
+
 def _runtime_unavailable(api: str) -> list[str]:
     message = f"api {api} has no ready replica"
-    return _sagemaker_error(503, "ServiceUnavailable", {"message": message})
+    return [_RUNTIME_TOO_LARGE, *_sagemaker_error(503, "ServiceUnavailable", {"message": message})]
 
 
 def _runtime_proxy(api: str) -> list[str]:
@@ -369,6 +373,7 @@ def _runtime_proxy(api: str) -> list[str]:
         "proxy_intercept_errors on;",
         "error_page 502 503 = @ferry_runtime_unavailable;",
         "error_page 504 = @ferry_runtime_timeout;",
+        _RUNTIME_TOO_LARGE,
         f"proxy_pass http://{_upstream_name(api)}{runtime_path(api)};",
     ]
 
@@ -379,19 +384,23 @@ def _runtime_to(api: str, routable: set[str]) -> list[str]:
     return _runtime_proxy(api)
 
 
-def _runtime_errors(names: Sequence[str]) -> list[str]:
+def _runtime_errors(names: Sequence[str], options: GatewayOptions) -> list[str]:
     """The gateway's own SageMaker errors: an unknown name (400, naming what is routed; a
     name of other characters than an API's is not repeated, so the JSON stays valid), no
-    replica (503) and a replica that did not answer in time (424, as SageMaker's timeout)."""
+    replica (503), a replica that did not answer in time (424, as SageMaker's timeout) and
+    a body over the limit (413 with SageMaker's message and, as there, no error type)."""
     known = ", ".join(names) if names else "none"
-    unknown = f"; the gateway serves the endpoints: {known}"
+    unknown = f"not found; the gateway serves the endpoints: {known}"
     timeout = "the replica did not answer in time"
     timed_out = {
         "Message": f'Received server error (504) from primary with message "{timeout}".',
         "OriginalStatusCode": 504,
         "OriginalMessage": timeout,
     }
-    pattern = re.escape(RUNTIME_PREFIX) + "{}" + re.escape(RUNTIME_SUFFIX) + "$"
+    too_large = {"message": f"HTTP content length exceeded {options.max_body_bytes} bytes."}
+    pattern = "^" + re.escape(RUNTIME_PREFIX) + "{}" + re.escape(RUNTIME_SUFFIX) + "$"
+    named = pattern.format("([A-Za-z0-9_.-]+)")
+    other = pattern.format("[^/]+")
     return [
         "location @ferry_runtime_unavailable {",
         *_indent(_sagemaker_error(503, "ServiceUnavailable", {"message": _BUSY}), 1),
@@ -399,18 +408,18 @@ def _runtime_errors(names: Sequence[str]) -> list[str]:
         "location @ferry_runtime_timeout {",
         *_indent(_sagemaker_error(424, "ModelError", timed_out), 1),
         "}",
-        f'location ~ "^{pattern.format("([A-Za-z0-9_.-]+)")}" {{',
+        "location @ferry_runtime_too_large {",
+        f"    return 413 {_quoted(too_large)};",
+        "}",
+        f'location ~ "{named}" {{',
+        f"    {_RUNTIME_TOO_LARGE}",
         *_indent(
-            _sagemaker_error(
-                400, "ValidationError", {"message": f"Endpoint $1 not found{unknown}"}
-            ),
-            1,
+            _sagemaker_error(400, "ValidationError", {"message": f"Endpoint $1 {unknown}"}), 1
         ),
         "}",
-        f'location ~ "^{pattern.format("[^/]+")}" {{',
-        *_indent(
-            _sagemaker_error(400, "ValidationError", {"message": f"Endpoint not found{unknown}"}), 1
-        ),
+        f'location ~ "{other}" {{',
+        f"    {_RUNTIME_TOO_LARGE}",
+        *_indent(_sagemaker_error(400, "ValidationError", {"message": f"Endpoint {unknown}"}), 1),
         "}",
     ]
 
@@ -423,7 +432,7 @@ def _runtime_locations(
     taken = {a.endpoint for a in table.apis} | {s.endpoint for s in table.splitters}
     apis = sorted(table.apis, key=lambda r: r.api)
     splitters = sorted(table.splitters, key=lambda s: s.name)
-    lines = _runtime_errors(sorted([a.api for a in apis] + [s.name for s in splitters]))
+    lines = _runtime_errors(sorted([a.api for a in apis] + [s.name for s in splitters]), options)
     for route in apis:
         if runtime_path(route.api) not in taken:
             lines += [f"location = {runtime_path(route.api)} {{"]
@@ -441,7 +450,7 @@ def _runtime_split_locations(
     the answer names the API, as SageMaker names the production variant."""
     internal = f"/_ferry/runtime/split/{split.name}"
     shadow = _mirrored(split, routable)
-    lines = [f"location = {runtime_path(split.name)} {{"]
+    lines = [f"location = {runtime_path(split.name)} {{", f"    {_RUNTIME_TOO_LARGE}"]
     lines += [f"    rewrite ^ {internal}/{_split_var(split)} last;", "}"]
     copy = None
     if shadow is not None:
