@@ -102,10 +102,10 @@ def test_a_splitter_splits_by_weight_and_mirrors_to_its_shadow(tmp_path: Path) -
     )
     to_iris = block(text, "location = /_ferry/split/split/iris")
     assert "internal;" in to_iris
-    assert "mirror /_ferry/split/split/shadow;" in to_iris
+    assert "mirror /_ferry/mirror/split;" in to_iris
     assert "mirror_request_body on;" in to_iris
     assert "$ferry_shadow_split" not in text  # the default weight, 100: every request
-    relayed = block(text, "location = /_ferry/split/split/shadow")
+    relayed = block(text, "location = /_ferry/mirror/split")
     assert "proxy_pass http://127.0.0.1:8888/_ferry/shadow/split;" in relayed
     send = block(text, "location = /_ferry/shadow/split/send")
     assert "proxy_pass http://ferry_api_iris/predict;" in send
@@ -131,10 +131,8 @@ def test_a_shadow_gets_a_copy_of_weight_percent_of_the_requests(tmp_path: Path) 
     assert block(text, 'split_clients "${request_id}:shadow" $ferry_shadow_split') == (
         'split_clients "${request_id}:shadow" $ferry_shadow_split {\n25% 1;\n* "";\n}'
     )  # drawn on another key than the split, so copies come from every API's share
-    assert "mirror /_ferry/split/split/shadow;" in block(
-        text, "location = /_ferry/split/split/iris"
-    )
-    sampled = block(text, "location = /_ferry/split/split/shadow")
+    assert "mirror /_ferry/mirror/split;" in block(text, "location = /_ferry/split/split/iris")
+    sampled = block(text, "location = /_ferry/mirror/split")
     assert 'if ($ferry_shadow_split = "") {' in sampled
     assert "return 204;" in sampled  # the other 75% stop here
     assert "proxy_pass http://127.0.0.1:8888/_ferry/shadow/split;" in sampled
@@ -171,8 +169,8 @@ def test_the_relay_is_reached_on_the_gateways_own_address(tmp_path: Path) -> Non
 def test_a_shadow_weight_of_100_copies_all_and_0_copies_none(tmp_path: Path) -> None:
     every = shadowed(tmp_path, 100)
     assert "$ferry_shadow_split" not in every
-    assert "return 204;" not in block(every, "location = /_ferry/split/split/shadow")
-    assert "mirror /_ferry/split/split/shadow;" in every
+    assert "return 204;" not in block(every, "location = /_ferry/mirror/split")
+    assert "mirror /_ferry/mirror/split;" in every
     none = shadowed(tmp_path, 0)
     for absent in ("mirror", "/_ferry/shadow", "/_ferry/ack", "ferry_gateway"):
         assert absent not in none
@@ -262,14 +260,14 @@ def test_a_splitter_answers_sagemaker_runtime_split_like_its_endpoint(tmp_path: 
     assert "add_header x-Amzn-Invoked-Production-Variant iris always;" in to_iris
     assert "proxy_next_upstream error http_503 http_429 non_idempotent;" in to_iris
     assert "proxy_pass http://ferry_api_iris/endpoints/iris/invocations;" in to_iris
-    assert "mirror /_ferry/runtime/shadow/split;" in to_iris
+    assert "mirror /_ferry/runtime/mirror/split;" in to_iris
     to_empty = block(text, "location = /_ferry/runtime/split/split/empty")
     assert 'return 503 \'{"message": "api empty has no ready replica"}\';' in to_empty
 
 
 def test_a_splitters_runtime_copies_go_to_the_shadows_runtime_path(tmp_path: Path) -> None:
     text = shadowed(tmp_path, 25)
-    sampled = block(text, "location = /_ferry/runtime/shadow/split")
+    sampled = block(text, "location = /_ferry/runtime/mirror/split")
     assert 'if ($ferry_shadow_split = "") {' in sampled  # the endpoint's sample, reused
     assert "proxy_pass http://127.0.0.1:8888/_ferry/runtime/relay/split;" in sampled
     relay = block(text, "location = /_ferry/runtime/relay/split")
@@ -284,7 +282,7 @@ def test_a_splitters_runtime_copies_go_to_the_shadows_runtime_path(tmp_path: Pat
     endpoint_send = block(text, "location = /_ferry/shadow/split/send")
     assert "proxy_pass http://ferry_api_shadow/predict;" in endpoint_send
     none = shadowed(tmp_path, 0)
-    assert "/_ferry/runtime/shadow" not in none
+    assert "/_ferry/runtime/mirror" not in none
     assert "/_ferry/runtime/relay" not in none
 
 
@@ -295,6 +293,25 @@ RUNTIME_TAKEN = RoutingTable(
     ),
     splitters=(SplitRoute("ab", "/endpoints/ab/invocations", (("iris", 50), ("other", 50))),),
 )
+
+
+NAMED_SHADOW = RoutingTable(
+    apis=(SHADOW, ApiRoute("copy", "/copy", ("127.0.0.1:9012",))),
+    splitters=(SplitRoute("ab", "/ab", (("shadow", 100),), "copy", 100),),
+)
+
+
+def test_an_api_named_shadow_is_split_to_not_mirrored_to(tmp_path: Path) -> None:
+    text = conf(tmp_path, NAMED_SHADOW)
+    to_shadow = block(text, "location = /_ferry/split/ab/shadow")
+    assert "proxy_pass http://ferry_api_shadow/predict;" in to_shadow
+    assert "mirror /_ferry/mirror/ab;" in to_shadow
+    assert "proxy_pass http://ferry_api_copy/predict;" in block(
+        text, "location = /_ferry/shadow/ab/send"
+    )
+    runtime = block(text, "location = /_ferry/runtime/split/ab/shadow")
+    assert "proxy_pass http://ferry_api_shadow/endpoints/shadow/invocations;" in runtime
+    assert "mirror /_ferry/runtime/mirror/ab;" in runtime
 
 
 def test_an_endpoint_at_a_runtime_path_keeps_it(tmp_path: Path) -> None:
@@ -357,8 +374,9 @@ def test_names_that_could_break_the_config_are_refused(tmp_path: Path, table: Ro
             splitters=(SplitRoute("ab", "/ab", (("iris", 100),), "shadow", 25),),
         ),
         RUNTIME_TAKEN,
+        NAMED_SHADOW,
     ],
-    ids=["empty", "full", "nothing-ready", "shadow-25", "runtime-path-taken"],
+    ids=["empty", "full", "nothing-ready", "shadow-25", "runtime-path-taken", "api-named-shadow"],
 )
 @pytest.mark.parametrize("slots", [None, SLOTS], ids=["no-slots", "slots"])
 def test_nginx_accepts_the_rendered_config(

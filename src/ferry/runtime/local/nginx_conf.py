@@ -229,7 +229,8 @@ def _relay_url(options: GatewayOptions) -> str:
 class _Copy:
     """The locations a shadow copy passes through: ``mirror`` (what the splitter's
     locations mirror to), ``relay`` (on the gateway itself) and ``target`` (the path on the
-    shadow's replicas)."""
+    shadow's replicas). None is under ``/_ferry/split/<splitter>/``, where every API name
+    (``shadow`` too) is a location."""
 
     mirror: str
     relay: str
@@ -238,13 +239,13 @@ class _Copy:
 
 
 def _endpoint_copy(split: SplitRoute) -> _Copy:
-    return _Copy(f"/_ferry/split/{split.name}/shadow", f"/_ferry/shadow/{split.name}", REPLICA_PATH)
+    return _Copy(f"/_ferry/mirror/{split.name}", f"/_ferry/shadow/{split.name}", REPLICA_PATH)
 
 
 def _runtime_copy(split: SplitRoute, shadow: str) -> _Copy:
     name = split.name
     relay = f"/_ferry/runtime/relay/{name}"
-    return _Copy(f"/_ferry/runtime/shadow/{name}", relay, runtime_path(shadow), _RUNTIME_RETRIES)
+    return _Copy(f"/_ferry/runtime/mirror/{name}", relay, runtime_path(shadow), _RUNTIME_RETRIES)
 
 
 def _shadow_locations(
