@@ -228,6 +228,15 @@ class Predictor(_Spec):
     labels: Annotated[dict[int, str], BeforeValidator(_labels)] = Field(default_factory=dict)
     feature_names: tuple[str, ...] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_mappings(cls, data: Any) -> Any:
+        # ``config:`` or ``env:`` with nothing under it is an empty mapping, as in Cortex
+        if isinstance(data, dict):
+            empty = ("config", "env", "dependencies")
+            return {k: v for k, v in data.items() if not (k in empty and v is None)}
+        return data
+
     @model_validator(mode="after")
     def _has_something_to_serve(self) -> Predictor:
         if self.type == "python" and self.path and self.model_path:

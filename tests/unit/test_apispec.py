@@ -868,3 +868,11 @@ def test_an_onnx_predictor_class_is_served_as_python(tmp_path: Path) -> None:
     spec, _ = to_server_settings(project.apis[0], project.root)
     assert spec.uri == f"{tmp_path.resolve() / 'predictor.py'}:ONNXPredictor"
     assert spec.framework == "python"
+
+
+def test_empty_config_and_env_are_empty_mappings(tmp_path: Path) -> None:
+    project = load_project(
+        write(tmp_path, MINIMAL + "    config:\n    env:\n  compute:\n    gpu: 1\n")
+    )
+    predictor = project.apis[0].predictor
+    assert (predictor.config, predictor.env) == ({}, {})
