@@ -308,3 +308,21 @@ def test_a_zygote_that_runs_a_thread_refuses_to_fork_and_replicas_start_fresh(
         assert "ferry, version" in log.read_text()
     finally:
         processes.close()
+
+
+def test_a_backend_without_prefork_runs_no_zygote(tmp_path: Path) -> None:
+    from ferry.runtime.local import LocalBackend
+
+    backend = LocalBackend(tmp_path / "state", gateway_port=1, prefork=False)
+    try:
+        assert backend.zygote_pid() is None
+        assert not (tmp_path / "state" / "zygote").exists()
+    finally:
+        backend.close()
+    backend = LocalBackend(tmp_path / "other", gateway_port=1)
+    try:
+        zygote = backend.zygote_pid()
+        assert zygote is not None
+    finally:
+        backend.close()
+    wait_until(lambda: gone(zygote), 30, "the zygote to exit with its backend")

@@ -40,7 +40,14 @@ def cluster() -> None:
     envvar="FERRY_GATEWAY_PORT",
     help="Port of the gateway in front of every API.",
 )
-def up(foreground: bool, gateway_port: int) -> None:
+@click.option(
+    "--prefork/--no-prefork",
+    default=True,
+    show_default=True,
+    envvar="FERRY_PREFORK",
+    help="Fork replicas from a pre-warmed process (fast starts); off: a fresh one each.",
+)
+def up(foreground: bool, gateway_port: int, prefork: bool) -> None:
     """Start the local cluster (`ferry deploy` does this on demand)."""
     directory = state_dir()
     if foreground:
@@ -48,7 +55,8 @@ def up(foreground: bool, gateway_port: int) -> None:
         from ferry.monitoring.logging import configure_logging
 
         configure_logging("info", "text")
-        code = run_control_plane(directory, local_backend_factory(directory, gateway_port))
+        factory = local_backend_factory(directory, gateway_port, prefork=prefork)
+        code = run_control_plane(directory, factory)
         raise click.exceptions.Exit(code)
     from ferry.control.client import ClusterNotRunningError, start_control_plane
 
@@ -56,6 +64,7 @@ def up(foreground: bool, gateway_port: int) -> None:
         client = connect()
     except ClusterNotRunningError:
         os.environ["FERRY_GATEWAY_PORT"] = str(gateway_port)
+        os.environ["FERRY_PREFORK"] = "1" if prefork else "0"
         start_control_plane(directory)
         client = connect()
         verb = "started"
@@ -71,11 +80,13 @@ def up(foreground: bool, gateway_port: int) -> None:
     )
 
 
-def local_backend_factory(directory: Path, gateway_port: int) -> Callable[[], RuntimeBackend]:
+def local_backend_factory(
+    directory: Path, gateway_port: int, *, prefork: bool = True
+) -> Callable[[], RuntimeBackend]:
     """Builds the local runtime backend (replica processes behind nginx) when called.
 
-    The zygote is started first, before the backend's own imports, so its preloading
-    begins as early as the control-plane process allows."""
+    The zygote (``prefork``) is started first, before the backend's own imports, so its
+    preloading begins as early as the control-plane process allows."""
     try:
         from ferry.runtime.local.forking import PreforkProcesses
     except ImportError as error:
@@ -85,13 +96,16 @@ def local_backend_factory(directory: Path, gateway_port: int) -> Callable[[], Ru
 
     def build() -> RuntimeBackend:
         runtime = directory / "runtime"
-        processes = PreforkProcesses(runtime / "zygote")
+        processes = PreforkProcesses(runtime / "zygote") if prefork else None
         try:
             from ferry.runtime.local import LocalBackend
 
-            return LocalBackend(runtime, gateway_port=gateway_port, processes=processes)
+            return LocalBackend(
+                runtime, gateway_port=gateway_port, prefork=prefork, processes=processes
+            )
         except BaseException:
-            processes.close()
+            if processes is not None:
+                processes.close()
             raise
 
     return build

@@ -74,6 +74,9 @@ FRAMEWORKS: tuple[str, ...] = (
     "lightgbm",
 )
 MODULE = "ferry"  # requests must be `python -m ferry ...`
+# The second stage starts this long after the first is ready, or at the first request:
+# a cold start's first replica and the control plane's own start-up get the CPU first.
+SECOND_STAGE_AFTER_S = 2.0
 RESPAWN_AFTER_S = 60.0  # a zygote that died is replaced at most this often
 REAP_GRACE_S = 2.0  # how long a forked replica that is gone may wait for its exit file
 
@@ -99,6 +102,7 @@ class ZygoteHandle:
         directory.mkdir(parents=True, exist_ok=True)
         argv = [executable, "-m", PROGRAM, "--module", MODULE, "--exits", str(self.exits)]
         argv += ["--preload", ",".join(preload), "--later", ",".join(later)]
+        argv += ["--later-after", f"{SECOND_STAGE_AFTER_S:g}"]
         with open(directory / "zygote.log", "ab") as log_file:
             self._process = subprocess.Popen(
                 argv,

@@ -82,14 +82,21 @@ class Zygote:
     """
 
     def __init__(
-        self, module: str, preload: Sequence[str], exits: Path, later: Sequence[str] = ()
+        self,
+        module: str,
+        preload: Sequence[str],
+        exits: Path,
+        later: Sequence[str] = (),
+        later_after_s: float = 0.0,
     ) -> None:
         self.module = module
         self.preload = list(preload)
         self.later = list(later)
+        self.later_after_s = later_after_s
         self.exits = exits
         self.children: dict[int, int] = {}  # pid -> start ticks, until reaped
         self.stage_two: _StageTwo | None = None
+        self._stage_two_at: float | None = None  # when the second stage is due to start
         self._buffer = b""
         self._wake = (-1, -1)
 
@@ -102,10 +109,19 @@ class Zygote:
         elapsed = time.perf_counter() - started
         _say(f"preloaded {len(self.preload)} module(s) in {elapsed:.2f} s")
         if self.later:
-            self.stage_two = _StageTwo.start(self.module, self.later, self.exits)
+            self._stage_two_at = time.monotonic() + self.later_after_s
         if announce:
             self._reply({"ready": True, "threads": thread_count()})
         self._serve()
+
+    def _start_stage_two_when_due(self, now: float) -> None:
+        """The second stage starts ``later_after_s`` after the first is ready, or at the
+        first request if that comes sooner: a cold start's first replica and the control
+        plane's own start-up then have the CPU to themselves while they need it most."""
+        if self._stage_two_at is None or now < self._stage_two_at:
+            return
+        self._stage_two_at = None
+        self.stage_two = _StageTwo.start(self.module, self.later, self.exits, self._wake)
 
     def _serve(self) -> None:
         self._wake = os.pipe()
@@ -114,11 +130,15 @@ class Zygote:
         signal.set_wakeup_fd(self._wake[1])
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes select
         while True:
+            self._start_stage_two_when_due(time.monotonic())
             watched = [0, self._wake[0]]
             if self.stage_two is not None and not self.stage_two.ready:
                 watched.append(self.stage_two.replies)
+            timeout = 5.0
+            if self._stage_two_at is not None:
+                timeout = max(0.0, min(timeout, self._stage_two_at - time.monotonic()))
             with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select(watched, [], [], 5.0)
+                readable, _, _ = select.select(watched, [], [], timeout)
             if self._wake[0] in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake[0], 4096)
@@ -142,6 +162,8 @@ class Zygote:
             line, _, self._buffer = self._buffer.partition(b"\n")
             if line.strip():
                 self._reply(self._dispatch(line))
+                if self._stage_two_at is not None:
+                    self._stage_two_at = time.monotonic()  # start it now: a replica is up
         return True
 
     def _dispatch(self, line: bytes) -> dict[str, Any]:
@@ -261,8 +283,11 @@ class _StageTwo:
         self._reader = LineReader(replies)
 
     @classmethod
-    def start(cls, module: str, later: Sequence[str], exits: Path) -> _StageTwo:
-        """Fork the second stage: the same loop on new pipes, preloading ``later``."""
+    def start(
+        cls, module: str, later: Sequence[str], exits: Path, wake: tuple[int, int]
+    ) -> _StageTwo:
+        """Fork the second stage: the same loop on new pipes, preloading ``later``.
+        ``wake`` is the first stage's signal pipe, which the second must not keep."""
         requests_r, requests_w = os.pipe()
         replies_r, replies_w = os.pipe()
         sys.stdout.flush()
@@ -272,9 +297,11 @@ class _StageTwo:
             code = 1
             try:
                 _die_with_parent()  # the first stage is single-threaded: this is safe
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.dup2(requests_r, 0)
                 os.dup2(replies_w, 1)
-                for descriptor in (requests_r, requests_w, replies_r, replies_w):
+                for descriptor in (requests_r, requests_w, replies_r, replies_w, *wake):
                     os.close(descriptor)
                 Zygote(module, later, exits).run(announce=True)
                 code = 0
@@ -444,6 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--module", required=True, help="what requests may run (-m MODULE)")
     parser.add_argument("--preload", default="", help="modules to import, comma-separated")
     parser.add_argument("--later", default="", help="modules for the second stage")
+    parser.add_argument(
+        "--later-after", type=float, default=0.0, help="seconds before the second stage starts"
+    )
     parser.add_argument("--exits", required=True, type=Path, help="where exit codes go")
     args = parser.parse_args(argv)
     for name in _POOL_VARIABLES:
@@ -451,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preload = [name for name in args.preload.split(",") if name]
     later = [name for name in args.later.split(",") if name]
     _say(f"started; preloading {len(preload)} module(s), then {len(later)} in a second stage")
-    Zygote(args.module, preload, args.exits, later).run()
+    Zygote(args.module, preload, args.exits, later, args.later_after).run()
     _say("stdin closed; exiting (children run on)")
     return 0
 
