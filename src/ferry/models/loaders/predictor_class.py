@@ -3,12 +3,18 @@
 The file is imported under a private module name, so that a file called ``types.py`` or
 ``model.py`` never shadows a module of the same name, with its folder (or the spec's
 ``python_path``) on ``sys.path`` so that it can import its neighbours.
+
+Cortex's structured logger (``from cortex_internal.lib.log import logger as cortex_logger``,
+as its docs showed it) is provided when no ``cortex_internal`` package is installed: a
+``ferry.predictor`` logger, so its lines go where ferry's go, at the API's ``log_level``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import itertools
+import logging
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -41,6 +47,7 @@ def import_file(path: Path, python_path: str | None) -> ModuleType:
     search = str(Path(python_path).resolve() if python_path else path.resolve().parent)
     if search not in sys.path:
         sys.path.insert(0, search)
+    _cortex_logger_module()
     name = f"_ferry_predictor_{''.join(c if c.isalnum() else '_' for c in path.stem)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -57,6 +64,19 @@ def import_file(path: Path, python_path: str | None) -> ModuleType:
             + install_hint(error, Path(search))
         ) from error
     return module
+
+
+def _cortex_logger_module() -> None:
+    if "cortex_internal" in sys.modules or importlib.util.find_spec("cortex_internal"):
+        return
+    names = ("cortex_internal", "cortex_internal.lib", "cortex_internal.lib.log")
+    modules = [ModuleType(name) for name in names]
+    for parent, child in itertools.pairwise(modules):
+        parent.__path__ = []  # a package, so that the next name imports from it
+        setattr(parent, child.__name__.rsplit(".", 1)[1], child)
+    modules[-1].logger = logging.getLogger("ferry.predictor")  # type: ignore[attr-defined]
+    for module in modules:
+        sys.modules[module.__name__] = module
 
 
 def _predictor_classes(module: ModuleType) -> list[str]:

@@ -190,3 +190,20 @@ def test_cwd_is_left_alone_for_a_predictor_without_a_project(
     )
     make_source(tmp_path / "lone.py", "python", predictor_class="P").load()
     assert os.getcwd() == before
+
+
+def test_cortex_structured_logger_is_provided(
+    tmp_path: Path, make_source: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "logs.py").write_text(
+        "from cortex_internal.lib.log import logger as cortex_logger\n\n"
+        "class PythonPredictor:\n"
+        "    def predict(self, payload):\n"
+        "        cortex_logger.info('received payload', extra={'payload': payload})\n"
+        "        return payload\n"
+    )
+    model = make_source(tmp_path / "logs.py", "python", predictor_class="PythonPredictor").load()
+    with caplog.at_level("INFO", logger="ferry.predictor"):
+        assert ask(model, PayloadRequest({"a": 1})) == [{"a": 1}]
+    (record,) = [r for r in caplog.records if r.name == "ferry.predictor"]
+    assert (record.getMessage(), record.__dict__["payload"]) == ("received payload", {"a": 1})
