@@ -818,10 +818,12 @@ def _check_servable(api: RealtimeAPI) -> None:
             f"{where}: tensorflow predictors are not supported; export the model to ONNX "
             "and use type: onnx with model_path"
         )
-    if predictor.multi_model_reloading is not None:
-        raise ConfigError(f"{where}: multi_model_reloading is not supported yet")
     if predictor.path:
-        return  # an ONNXPredictor gets every model of models through its onnx_client
+        return  # the class gets its models through onnx_client / python_client
+    if predictor.multi_model_reloading is not None:
+        raise ConfigError(
+            f"{where}: multi_model_reloading needs a PythonPredictor (path) with load_model"
+        )
     if predictor.models is not None and predictor.models.path is None:
         raise ConfigError(
             f"{where}: models.paths and models.dir need an ONNXPredictor class (path); "

@@ -722,8 +722,8 @@ def test_model_path_settings(tmp_path: Path) -> None:
             "models.paths and models.dir need an ONNXPredictor class",
         ),
         (
-            "{path: predictor.py, multi_model_reloading: {dir: s3://b/m/}}",
-            "multi_model_reloading is not supported",
+            "{model_path: m.joblib, multi_model_reloading: {dir: s3://b/m/}}",
+            "multi_model_reloading needs a PythonPredictor",
         ),
     ],
     ids=["tensorflow", "onnx-dir-without-class", "multi-model"],

@@ -104,8 +104,14 @@ def construct(cls: type, source: ModelSource) -> object:
     init = injector(cls, supplies=_INIT, what=f"{where}.__init__")
     if any(value == "onnx_client" for _, value in init.arguments):
         values["onnx_client"] = _onnx_client(source, where)
+    python_client = None
+    if any(value == "python_client" for _, value in init.arguments):
+        python_client = _python_client(source, where, cls)
+        values["python_client"] = python_client
     project = Path(source.spec.python_path or source.path.parent)
     instance = _call(init, values, f"{where}.__init__", project)
+    if python_client is not None:
+        python_client.bind(instance.load_model)  # type: ignore[attr-defined]
     setup = _setup_hook(instance, cortex=any(arg == "config" for arg, _ in init.arguments))
     if setup is not None:
         what = f"{where}.{setup.__name__}"
@@ -113,22 +119,20 @@ def construct(cls: type, source: ModelSource) -> object:
     return instance
 
 
-def _onnx_client(source: ModelSource, where: str) -> Any:
-    """Cortex's ``onnx_client`` over the models of the API's ``predictor`` in its project."""
+def _api_models(source: ModelSource, where: str, client: str) -> dict[str, Path]:
+    """The models of the API's ``predictor.models`` / ``multi_model_reloading`` by name."""
     from ferry.apispec import load_project
     from ferry.config import default_cache_dir
     from ferry.models.fetch import fetch
-    from ferry.models.loaders.predictor_onnx import SINGLE, ONNXClient
+    from ferry.models.loaders.predictor_python import SINGLE
 
     root = project_dir(source.path, source.spec.python_path)
-    api = None
-    if root is not None:
-        project = load_project(root, check_splitter_targets=False)
-        api = next((a for a in project.apis if a.name == source.name), None)
-    if api is None:
+    project = load_project(root, check_splitter_targets=False) if root is not None else None
+    api = next((a for a in project.apis if a.name == source.name), None) if project else None
+    if project is None or api is None:
         raise ModelLoadError(
-            f"{where}.__init__ takes onnx_client, which needs the API's predictor.models "
-            "(or model_path) in a ferry.yaml or cortex.yaml beside the predictor"
+            f"{where}.__init__ takes {client}, which needs the API's models in a ferry.yaml "
+            "or cortex.yaml beside the predictor"
         )
     predictor, base = api.predictor, project.root
 
@@ -137,21 +141,36 @@ def _onnx_client(source: ModelSource, where: str) -> Any:
             return fetch(uri, cache_dir=default_cache_dir())
         return base / Path(uri).expanduser()
 
-    models: dict[str, Path] = {}
-    sources = predictor.models
+    sources = predictor.multi_model_reloading or predictor.models
     if sources is not None and sources.paths is not None:
-        models = {named.name: local(named.path) for named in sources.paths}
-    elif sources is not None and sources.dir is not None:
+        return {named.name: local(named.path) for named in sources.paths}
+    if sources is not None and sources.dir is not None:
         folder = local(sources.dir)
         if not folder.is_dir():
-            raise ModelLoadError(f"{where}: models.dir {folder} is not a directory")
-        models = {child.name: child for child in sorted(folder.iterdir()) if child.is_dir()}
-    else:
-        uri = sources.path if sources is not None else predictor.model_path
-        if uri is None:
-            raise ModelLoadError(f"{where}: onnx_client needs predictor.models.path")
-        models = {SINGLE: local(uri)}
-    return ONNXClient(models)
+            raise ModelLoadError(f"{where}: models dir {folder} is not a directory")
+        return {child.name: child for child in sorted(folder.iterdir()) if child.is_dir()}
+    uri = sources.path if sources is not None else predictor.model_path
+    if uri is None:
+        section = "models" if client == "onnx_client" else "multi_model_reloading"
+        raise ModelLoadError(f"{where}.__init__ takes {client}: set predictor.{section}")
+    return {SINGLE: local(uri)}
+
+
+def _python_client(source: ModelSource, where: str, cls: type) -> Any:
+    """Cortex's ``python_client`` when the API has models to give it, else None (as Cortex)."""
+    from ferry.models.loaders.predictor_python import PythonClient
+
+    if not callable(getattr(cls, "load_model", None)):
+        return None  # Cortex passed python_client only to multi-model predictors
+    client = PythonClient(_api_models(source, where, "python_client"))
+    return client
+
+
+def _onnx_client(source: ModelSource, where: str) -> Any:
+    """Cortex's ``onnx_client`` over the models of the API's ``predictor.models``."""
+    from ferry.models.loaders.predictor_onnx import ONNXClient
+
+    return ONNXClient(_api_models(source, where, "onnx_client"))
 
 
 def _setup_hook(instance: object, *, cortex: bool) -> Callable[..., Any] | None:

@@ -207,3 +207,54 @@ def test_cortex_structured_logger_is_provided(
         assert ask(model, PayloadRequest({"a": 1})) == [{"a": 1}]
     (record,) = [r for r in caplog.records if r.name == "ferry.predictor"]
     assert (record.getMessage(), record.__dict__["payload"]) == ("received payload", {"a": 1})
+
+
+MULTI_MODEL = """
+import os
+import pickle
+
+
+class PythonPredictor:
+    def __init__(self, config, python_client):
+        self.client = python_client
+        self.loads = []
+
+    def load_model(self, model_path):
+        self.loads.append(os.path.relpath(model_path))
+        with open(os.path.join(model_path, "model.pkl"), "rb") as f:
+            return pickle.load(f)
+
+    def predict(self, payload, query_params):
+        model = self.client.get_model(query_params["model"], query_params.get("version", "latest"))
+        return {"y": model["y"], "loads": list(self.loads)}
+"""
+
+
+@pytest.mark.parametrize("layout", ["dir", "paths"])
+def test_multi_model_reloading_gives_a_python_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    import pickle
+
+    root = tmp_path / "project"
+    for name, version in (("a", 1), ("a", 2), ("b", 1)):
+        folder = root / "models" / name / str(version)
+        folder.mkdir(parents=True)
+        (folder / "model.pkl").write_bytes(pickle.dumps({"y": f"{name}{version}"}))
+    (root / "predictor.py").write_text(MULTI_MODEL)
+    models = (
+        "dir: models/"
+        if layout == "dir"
+        else "paths: [{name: a, path: models/a}, {name: b, path: models/b}]"
+    )
+    (root / "cortex.yaml").write_text(
+        "- name: mm\n  predictor:\n    path: predictor.py\n"
+        f"    multi_model_reloading:\n      {models}\n      cache_size: 1\n"
+    )
+    model = load_api(root, "mm", monkeypatch, tmp_path / "cache")
+    assert ask(model, PayloadRequest({}, {"model": "a"})) == [{"y": "a2", "loads": ["models/a/2"]}]
+    assert ask(model, PayloadRequest({}, {"model": "a", "version": "1"}))[0]["y"] == "a1"
+    again = ask(model, PayloadRequest({}, {"model": "a"}))[0]
+    assert again["loads"] == ["models/a/2", "models/a/1"]  # loaded once each, then kept
+    with pytest.raises(ModelError, match="no model 'c'; the models are a, b"):
+        ask(model, PayloadRequest({}, {"model": "c"}))
