@@ -786,18 +786,20 @@ def to_server_settings(api: RealtimeAPI, project_root: Path) -> tuple[ModelSpec,
 
 
 def serve_project(
-    directory: Path, name: str | None = None
+    path: Path, name: str | None = None
 ) -> tuple[ModelSpec, dict[str, Any], dict[str, str]] | None:
-    """What ``ferry serve DIR`` runs when DIR holds a project file, else None.
+    """What ``ferry serve PATH`` runs when PATH is a project file (``.yaml``/``.yml``) or a
+    directory holding one, else None.
 
     The API called ``name`` (default: the first RealtimeAPI), validated as ``ferry deploy``
     validates it: its ``ModelSpec``, its ``ServerSettings`` overrides (the settings of one
     replica: ``processes_per_replica``, ``threads_per_process``, batching, ``log_level``) and
     its ``predictor.env``.
     """
-    if not directory.is_dir() or not any((directory / f).is_file() for f in PROJECT_FILES):
+    is_file = path.is_file() and path.suffix in (".yaml", ".yml")
+    if not is_file and not (path.is_dir() and any((path / f).is_file() for f in PROJECT_FILES)):
         return None
-    project = load_project(directory, check_splitter_targets=False)
+    project = load_project(path, check_splitter_targets=False)
     if not project.apis:
         raise ConfigError(f"{project.path}: no API of kind RealtimeAPI to serve")
     api = project.apis[0]

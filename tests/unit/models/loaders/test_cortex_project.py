@@ -116,7 +116,10 @@ def test_the_api_settings_become_the_server_settings(project: Path) -> None:
     onnx = serve_project(project, "iris-onnx")
     assert onnx is not None
     assert onnx[0].uri.endswith("onnx_predictor.py:ONNXPredictor")
-    assert serve_project(project) is not None  # the first RealtimeAPI
+    first = serve_project(project)  # the first RealtimeAPI
+    assert first is not None
+    assert first[0].name == "iris-classifier"
+    assert serve_project(project / "cortex.yaml") == first  # the file, as `cortex deploy` took it
     assert serve_project(project / "src") is None  # no project file there
 
 
