@@ -91,12 +91,22 @@ def payload_response(result: Any) -> Response:
     if isinstance(result, bytes | bytearray | memoryview):
         return Response(bytes(result), media_type=OCTET_STREAM)
     try:
-        content = orjson.dumps(result, default=_jsonable, option=orjson.OPT_SERIALIZE_NUMPY)
+        content = _dumps(result)
     except TypeError as error:
         raise ModelError(
             f"predictor returned a {type(result).__name__} that is not JSON-serialisable ({error})"
         ) from None
     return Response(content, media_type=JSON)
+
+
+def _dumps(result: Any) -> bytes:
+    try:
+        return orjson.dumps(result, default=_jsonable, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        # {0: "setosa"}: int (or float, bool, None) keys become strings, as json.dumps does;
+        # tried second because the option costs time on every dict
+        options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+        return orjson.dumps(result, default=_jsonable, option=options)
 
 
 def _jsonable(value: Any) -> Any:

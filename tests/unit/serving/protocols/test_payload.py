@@ -47,3 +47,17 @@ async def test_json_suffix_types_are_json(client_for: Clients) -> None:
 async def test_row_model_on_predict_only_allows_post(client_for: Clients) -> None:
     response = await client_for("predict", "iris").get("/predict")
     assert response.status_code == 405
+
+
+def test_answers_encode_as_cortex_did() -> None:
+    import numpy as np
+
+    from ferry.serving.protocols.payload import payload_response
+
+    # dicts keyed by class index, as json.dumps writes them
+    assert (
+        payload_response({0: "setosa", 1.5: np.float32(0.25)}).body == b'{"0":"setosa","1.5":0.25}'
+    )
+    assert payload_response(np.int64(2)).body == b"2"
+    assert payload_response("setosa").media_type == "text/plain"
+    assert payload_response(b"\x00").media_type == "application/octet-stream"
