@@ -79,6 +79,7 @@ MODULE = "ferry"  # requests must be `python -m ferry ...`
 SECOND_STAGE_AFTER_S = 2.0
 RESPAWN_AFTER_S = 60.0  # a zygote that died is replaced at most this often
 REAP_GRACE_S = 2.0  # how long a forked replica that is gone may wait for its exit file
+EXIT_FILE_TTL_S = 86400.0  # an exit file unread this long belongs to a forgotten replica
 
 
 class ZygoteHandle:
@@ -204,6 +205,16 @@ class PreforkProcesses:
         self._gone_since: dict[int, float] = {}  # forked, gone, exit file not there yet
         self._zygote: ZygoteHandle | None = self._new_zygote()
         self._respawn_at = self._clock() + RESPAWN_AFTER_S
+        self._prune_exits()
+
+    def _prune_exits(self) -> None:
+        """Drop exit files nobody read for a day (their replicas were forgotten)."""
+        cutoff = time.time() - EXIT_FILE_TTL_S
+        with contextlib.suppress(OSError):
+            for path in self.exits.iterdir():
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
 
     @property
     def exits(self) -> Path:

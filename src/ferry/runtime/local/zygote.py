@@ -2,11 +2,14 @@
 
 The local backend starts one per control plane (``python -m ferry.runtime.local.zygote``,
 see ``forking``) with a pipe on stdin for requests and one on stdout for replies, one JSON
-object per line. It first imports the ``--preload`` modules (what ``ferry serve`` and the
-model frameworks import: seconds that every fresh replica would spend again; requests sent
-meanwhile wait in the pipe), then answers requests. A request names the argv (``python -m
-MODULE ...``), environment, log file and working directory of a replica; the zygote forks
-and the child turns into that process:
+object per line. It works in two stages. The first imports the ``--preload`` modules (what
+every ``ferry serve`` imports, under a second; requests sent meanwhile wait in the pipe)
+and then answers requests. Right after its first fork, or ``--later-after`` seconds after
+it is ready, it forks a second stage that imports the ``--later`` modules (the model
+frameworks: seconds that every fresh replica would spend again), says so on its own pipe,
+and from then on gets every request passed on to it. A request names the argv (``python
+-m MODULE ...``), environment, log file and working directory of a replica; the stage
+that takes it forks, and the child turns into that process:
 
 - a session of its own (its pid is its process group, as with ``start_new_session``);
 - stdin from /dev/null, stdout and stderr appended to the log file, no other descriptor;
@@ -18,7 +21,8 @@ and the child turns into that process:
 
 The reply is the child's pid and start time (``/proc/<pid>/stat``), which together name
 the process for the control plane (a forked child has the zygote's ``/proc/<pid>/environ``,
-so the replica marker variable cannot identify it).
+so the replica marker variable cannot identify it), and the pid of the stage that forked
+it (its parent until reaped).
 
 Fork safety: the zygote never starts a thread. OpenBLAS starts its thread pool when loaded,
 so the zygote holds it to one thread (``OPENBLAS_NUM_THREADS=1`` while preloading; each
@@ -26,10 +30,11 @@ replica's server sets its own limits when it loads the model) and checks before 
 that it is still the only thread; when it is not, it refuses and the backend starts a
 fresh interpreter instead.
 
-The zygote reaps its children and writes each exit status to ``--exits/<pid>-<start>``, so
-the control plane learns the exit code of a process it did not fork (code 3, "cannot
-boot", must stop restarts). It exits when stdin closes (the control plane stopped or died);
-its children run on, re-parented, and the next control plane re-adopts them as it does any
+Each stage reaps its children and writes each exit status to ``--exits/<pid>-<start>``,
+so the control plane learns the exit code of a process it did not fork (code 3, "cannot
+boot", must stop restarts). The first stage exits when stdin closes (the control plane
+stopped or died), the second with it (its pipe closes; ``PR_SET_PDEATHSIG`` too); their
+children run on, re-parented, and the next control plane re-adopts them as it does any
 replica.
 """
 
@@ -77,8 +82,9 @@ def thread_count() -> int:
 class Zygote:
     """The request loop on stdin/stdout; ``run`` returns when stdin closes.
 
-    With ``later`` modules, a second stage forked after ``preload`` imports them while
-    this one already answers; once it says it is ready, requests go on to it.
+    With ``later`` modules, a second stage (forked at the first request, or
+    ``later_after_s`` after ``preload`` is in) imports them while this one already
+    answers; once it says it is ready, requests go on to it.
     """
 
     def __init__(
