@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,3 +327,55 @@ def test_a_backend_without_prefork_runs_no_zygote(tmp_path: Path) -> None:
     finally:
         backend.close()
     wait_until(lambda: gone(zygote), 30, "the zygote to exit with its backend")
+
+
+def test_through_the_control_plane_a_good_api_serves_and_a_broken_one_is_error(
+    tmp_path: Path, iris_model_path: Path
+) -> None:
+    from ferry.control.client import ControlClient
+    from ferry.control.service import ControlPlane, read_token
+    from ferry.runtime.local import LocalBackend
+
+    def project(name: str, model: bytes) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        (root / "model.joblib").write_bytes(model)
+        spec = f"- name: {name}\n  predictor: {{type: python, model_path: model.joblib}}\n"
+        (root / "ferry.yaml").write_text(spec)
+        return root
+
+    port = free_port()
+    backend = LocalBackend(tmp_path / "state" / "runtime", gateway_port=port)
+    plane = ControlPlane(tmp_path / "state", backend)
+    thread = threading.Thread(target=plane.serve, daemon=True)
+    thread.start()
+    assert plane.wait_ready()
+    client = ControlClient(plane.url, read_token(tmp_path / "state") or "")
+
+    def status(name: str) -> dict[str, Any]:
+        return {row["name"]: row for row in client.apis()}[name]
+
+    try:
+        client.deploy(project("good", iris_model_path.read_bytes()))
+        client.deploy(project("broken", b"not a pickle"))
+        wait_until(lambda: status("good")["status"] == "live", what="good live")
+        answer = httpx.post(f"http://127.0.0.1:{port}/good", json=[[5.1, 3.5, 1.4, 0.2]])
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda: status("broken")["status"] == "error", what="broken in error")
+        assert "model.joblib" in status("broken")["reason"]
+        (replica,) = [s for s in backend.observe() if s.api == "good"]
+        assert replica.pid is not None
+        assert parent_of(replica.pid) in {backend.zygote_pid(), *child_pids(backend.zygote_pid())}
+    finally:
+        client.close()
+        plane.stop(stop_replicas=True)
+        thread.join(60)
+    assert not thread.is_alive()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
