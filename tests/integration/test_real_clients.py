@@ -42,6 +42,9 @@ class SklearnInference:
     def is_ready(self) -> bool:
         return True
 
+    def not_ready_message(self) -> str:
+        raise AssertionError("always ready")
+
     async def predict_rows(self, rows: Rows) -> Prediction:
         return Prediction(self.model.predict(rows.values))
 

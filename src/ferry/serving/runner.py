@@ -145,7 +145,7 @@ class ModelRunner:
 
     async def predict_rows(self, rows: Rows) -> Prediction:
         if not self._ready:
-            raise ModelNotReady(self._not_ready_message())
+            raise ModelNotReady(self.not_ready_message())
         outcome: _Outcome = await self._with_timeout(self._row_batcher.submit(rows))
         if isinstance(outcome, FerryError):
             raise outcome
@@ -153,7 +153,7 @@ class ModelRunner:
 
     async def predict_payload(self, request: PayloadRequest) -> Any:
         if not self._ready:
-            raise ModelNotReady(self._not_ready_message())
+            raise ModelNotReady(self.not_ready_message())
         outcome = await self._with_timeout(self._payload_batcher.submit(request))
         if isinstance(outcome, FerryError):
             raise outcome
@@ -164,7 +164,7 @@ class ModelRunner:
             loop.run_in_executor(self._executor, self._post_predict, model, result, request)
         return result
 
-    def _not_ready_message(self) -> str:
+    def not_ready_message(self) -> str:
         if self._failure:
             return f"model {self._source.name!r} failed to load: {self._failure}"
         return f"model {self._source.name!r} is loading; retry shortly"

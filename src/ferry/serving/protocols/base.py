@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ferry.errors import ModelNotReady
 from ferry.types import PayloadRequest, Prediction, Rows, Signature
 
-__all__ = ["Inference", "ModelInfo"]
+__all__ = ["Inference", "ModelInfo", "require_ready"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,18 @@ class Inference(Protocol):
     async def predict_payload(self, request: PayloadRequest) -> Any:
         """A Python predictor's answer for one payload (batched underneath if configured)."""
         ...
+
+    def not_ready_message(self) -> str:
+        """Why requests are refused while ``is_ready()`` is false."""
+        ...
+
+
+def require_ready(inference: Inference) -> None:
+    """Refuse a request with ``ModelNotReady`` (503) before its body is even decoded.
+
+    Until the model has loaded its signature is not known (a Python predictor looks like a
+    row model), so decoding first could answer a good request with a 400 that no client or
+    gateway retries; a 503 sends it on to a ready replica.
+    """
+    if not inference.is_ready():
+        raise ModelNotReady(inference.not_ready_message())

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.serving.protocols.asgi import RawEndpoint, Receive, Scope, header, request_for
-from ferry.serving.protocols.base import Inference
+from ferry.serving.protocols.base import Inference, require_ready
 from ferry.serving.protocols.envelope import json_answer, rows_from_json_body
 from ferry.serving.protocols.formats import rows_from_csv
 from ferry.serving.protocols.media import CSV, FORM, JSON, is_json, media_type, unsupported
@@ -27,6 +27,7 @@ def endpoint_app(inference: Inference) -> RawEndpoint:
     """The ASGI app of ``POST {endpoint}`` (also dispatched directly by the server)."""
 
     async def predict(body: bytes, scope: Scope, _: Receive) -> tuple[bytes, str] | Response:
+        require_ready(inference)
         media = media_type(header(scope, b"content-type"))
         signature = inference.info.signature
         if signature.input_kind is InputKind.PAYLOAD:

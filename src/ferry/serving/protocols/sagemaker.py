@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.serving.protocols.asgi import RawEndpoint, Receive, Scope, header, request_for
-from ferry.serving.protocols.base import Inference
+from ferry.serving.protocols.base import Inference, require_ready
 from ferry.serving.protocols.envelope import json_answer, rows_from_json_body
 from ferry.serving.protocols.formats import (
     array_from_numpy_bytes,
@@ -61,6 +61,7 @@ def invocations_app(inference: Inference, default_accept: str = JSON) -> RawEndp
     default = media_type(default_accept)
 
     async def invocations(body: bytes, scope: Scope, _: Receive) -> tuple[bytes, str] | Response:
+        require_ready(inference)
         media = media_type(header(scope, b"content-type"))
         signature = inference.info.signature
         if signature.input_kind is InputKind.PAYLOAD:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.errors import BadRequest, ModelError, ModelNotFound
-from ferry.serving.protocols.base import Inference, ModelInfo
+from ferry.serving.protocols.base import Inference, ModelInfo, require_ready
 from ferry.serving.protocols.envelope import load_json
 from ferry.serving.protocols.media import JSON, OCTET_STREAM
 from ferry.serving.protocols.rows import rows_from_array, rows_from_columns
@@ -145,6 +145,7 @@ def _spec_json(spec: TensorSpec) -> dict[str, Any]:
 
 
 async def _infer(inference: Inference, info: ModelInfo, request: Request) -> Response:
+    require_ready(inference)
     header, binary = split_body(await request.body(), request.headers.get(_HEADER_LENGTH))
     body = load_json(header)
     if not isinstance(body, dict):

@@ -40,6 +40,9 @@ class FakeInference:
     def is_ready(self) -> bool:
         return self.ready
 
+    def not_ready_message(self) -> str:
+        return f"model {self.info.name!r} is loading; retry shortly"
+
     async def predict_rows(self, rows: Rows) -> Prediction:
         assert self.rows_fn is not None, "a payload model got rows"
         self.seen.append(rows)
