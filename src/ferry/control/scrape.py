@@ -15,8 +15,11 @@ from ferry.control.records import RequestStats
 
 __all__ = ["HttpScraper", "parse_request_stats"]
 
+# Label values may hold "}" (routes such as /v2/models/{name}), so quoted values are
+# matched as a whole inside the braces.
 _SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[^}"]|"(?:[^"\\]|\\.)*")*)\})?'
+    r"\s+(?P<value>\S+)"
 )
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _NOT_TRAFFIC = ("/metrics", "/ping", "/healthz", "/readyz", "/livez", "/v2/health")

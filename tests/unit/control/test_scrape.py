@@ -31,6 +31,20 @@ ferry_request_duration_seconds_sum{route="/readyz"} 5.0
 """
 
 
+def test_routes_with_braces_in_their_label_are_counted() -> None:
+    text = (
+        'ferry_requests_total{method="POST",route="/v2/models/{name}",status="200"} 4.0\n'
+        'ferry_requests_total{method="POST",route="/endpoints/{name}/invocations",status="424"}'
+        " 2.0\n"
+        'ferry_request_duration_seconds_count{route="/endpoints/{name}/invocations"} 2.0\n'
+        'ferry_request_duration_seconds_sum{route="/endpoints/{name}/invocations"} 0.5\n'
+        'ferry_requests_total{method="GET",route="/v2/health/ready",status="200"} 9.0\n'
+    )
+    stats = parse_request_stats(text)
+    assert (stats.ok, stats.client_errors, stats.server_errors) == (4, 2, 0)
+    assert (stats.count, stats.avg_seconds) == (2, 0.25)
+
+
 def test_traffic_is_counted_by_status_class_without_health_checks() -> None:
     stats = parse_request_stats(METRICS)
     assert (stats.ok, stats.client_errors, stats.server_errors) == (10, 2, 1)
