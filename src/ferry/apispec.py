@@ -239,12 +239,6 @@ class Predictor(_Spec):
 
     @model_validator(mode="after")
     def _has_something_to_serve(self) -> Predictor:
-        if self.type == "python" and self.path and self.model_path:
-            raise _FieldError(
-                "model_path",
-                "set either path (a PythonPredictor file) or model_path (a model served "
-                "without code), not both",
-            )
         if self.type == "python" and not (self.path or self.model_path):
             raise _FieldError(
                 "path", "a python predictor needs path (a .py file) or model_path (a model file)"

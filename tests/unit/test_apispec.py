@@ -398,17 +398,6 @@ ERRORS = [
         """
         - name: iris
           predictor:
-            path: predictor.py
-            model_path: model.joblib
-        """,
-        "ferry.yaml:4: apis[0].predictor.model_path: set either path (a PythonPredictor file) "
-        "or model_path (a model served without code), not both",
-        id="path-and-model-path",
-    ),
-    pytest.param(
-        """
-        - name: iris
-          predictor:
             path: missing.py
         """,
         "ferry.yaml:3: apis[0].predictor.path: file 'missing.py' not found under the project root",

@@ -4,7 +4,8 @@ Cortex handed ``PythonPredictor.__init__(self, config, python_client)`` a client
 ``get_model(model_name=None, model_version="latest")`` returns what the predictor's own
 ``load_model(self, model_path)`` returned for that model's folder, loading it on first use
 and keeping it. A model is a folder (or a file) of ``multi_model_reloading.path``,
-``paths`` or ``dir``; numbered subfolders (``1/``, ``2/``...) are its versions.
+``paths`` or ``dir`` (or, as in Cortex v0.24-v0.25, ``models`` or ``model_path``);
+numbered subfolders (``1/``, ``2/``...) are its versions.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ class PythonClient:
         """Set the predictor's ``load_model``, once it exists (after ``__init__``)."""
         self._load = load_model
 
-    def get_model(self, model_name: str | None = None, model_version: str = "latest") -> Any:
+    def get_model(self, model_name: str | None = None, model_version: str | None = "latest") -> Any:
         name = self._name(model_name)
         available = self._versions[name]
-        if model_version == "latest":
+        if model_version in ("latest", None):  # query_params.get("version") may be None
             version = max(available)
         elif str(model_version).isdigit() and int(model_version) in available:
             version = int(model_version)

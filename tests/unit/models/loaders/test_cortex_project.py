@@ -261,3 +261,28 @@ def test_multi_model_reloading_gives_a_python_client(
     assert again["loads"] == ["models/a/2", "models/a/1"]  # loaded once each, then kept
     with pytest.raises(ModelError, match="no model 'c'; the models are a, b"):
         ask(model, PayloadRequest({}, {"model": "c"}))
+
+
+def test_cortex_v0_24_model_path_beside_a_predictor_feeds_its_python_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    root = tmp_path / "mpg"
+    (root / "linreg" / "1").mkdir(parents=True)
+    (root / "linreg" / "1" / "model.pkl").write_bytes(pickle.dumps({"y": "v1"}))
+    (root / "linreg" / "2").mkdir()
+    (root / "linreg" / "2" / "model.pkl").write_bytes(pickle.dumps({"y": "v2"}))
+    (root / "predictor.py").write_text(
+        MULTI_MODEL.replace(
+            'self.client.get_model(query_params["model"], query_params.get("version", "latest"))',
+            'self.client.get_model(model_version=query_params.get("version"))',
+        )
+    )
+    (root / "cortex.yaml").write_text(
+        "- name: mpg\n  predictor:\n    type: python\n    path: predictor.py\n"
+        "    model_path: linreg/\n"
+    )
+    model = load_api(root, "mpg", monkeypatch, tmp_path / "cache")
+    assert ask(model, PayloadRequest({}))[0]["y"] == "v2"
+    assert ask(model, PayloadRequest({}, {"version": "1"}))[0]["y"] == "v1"
