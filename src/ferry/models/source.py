@@ -266,7 +266,7 @@ def _project_source(
     name = spec.name or str(api["name"])
     kind = _predictor_kind(predictor, f"{where}.predictor")
     base = project_file.parent
-    if kind == "python":
+    if kind == "python" or "path" in predictor:  # an ONNXPredictor class is Python too
         file = base / _field(predictor, "path", str, f"{where}.predictor", required=True)
         python_path = _field(predictor, "python_path", str, f"{where}.predictor")
         root = base / python_path if python_path else base

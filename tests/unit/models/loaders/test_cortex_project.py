@@ -286,3 +286,14 @@ def test_cortex_v0_24_model_path_beside_a_predictor_feeds_its_python_client(
     model = load_api(root, "mpg", monkeypatch, tmp_path / "cache")
     assert ask(model, PayloadRequest({}))[0]["y"] == "v2"
     assert ask(model, PayloadRequest({}, {"version": "1"}))[0]["y"] == "v1"
+
+
+def test_a_project_directory_opened_as_a_model_serves_its_onnx_predictor(
+    project: Path, tmp_path: Path
+) -> None:
+    # what a SageMaker-style model directory holding the project goes through
+    from ferry.config import ModelSpec
+
+    source = open_source(ModelSpec(uri=str(project), name="iris-onnx"), cache_dir=tmp_path)
+    assert (source.framework, source.predictor_class) == ("python", "ONNXPredictor")
+    assert ask(source.load(), PayloadRequest(VIRGINICA, {"model": "tree"})) == ["virginica"]
