@@ -34,6 +34,7 @@ from ferry.types import PayloadRequest
 
 __all__ = [
     "PAYLOAD_TYPES",
+    "RequestHeaders",
     "answer_payload",
     "decode_payload",
     "payload_request",
@@ -79,7 +80,21 @@ async def decode_payload(request: Request, body: bytes, media: str) -> Any:
 
 def payload_request(request: Request, payload: Any) -> PayloadRequest:
     """The predictor's view of one request."""
-    return PayloadRequest(payload, dict(request.query_params), dict(request.headers))
+    return PayloadRequest(payload, dict(request.query_params), RequestHeaders(request.headers))
+
+
+class RequestHeaders(dict[str, str]):
+    """The request's headers, lowercase, looked up in any case (``headers["Content-Type"]``)
+    as Cortex's Starlette ``Headers`` were, and still a dict (JSON-serialisable)."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower() if isinstance(key, str) else key)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower() if isinstance(key, str) else key, default)
 
 
 def payload_response(result: Any) -> Response:

@@ -29,7 +29,7 @@ async def test_query_params_and_headers_reach_the_predictor(
     request: PayloadRequest = models["payload"].seen[0]
     assert request.payload == {"a": 1}
     assert request.query_params == {"k": "v"}
-    assert request.headers["x-trace"] == "abc"
+    assert request.headers["x-trace"] == request.headers["X-Trace"] == "abc"
 
 
 async def test_empty_body_without_content_type_is_none(client_for: Clients) -> None:
@@ -61,3 +61,19 @@ def test_answers_encode_as_cortex_did() -> None:
     assert payload_response(np.int64(2)).body == b"2"
     assert payload_response("setosa").media_type == "text/plain"
     assert payload_response(b"\x00").media_type == "application/octet-stream"
+
+
+def test_headers_are_looked_up_in_any_case_and_stay_a_dict() -> None:
+    import orjson
+
+    from ferry.serving.protocols.payload import RequestHeaders
+
+    headers = RequestHeaders({"content-type": "application/json", "x-tenant": "acme"})
+    assert headers["Content-Type"] == "application/json"
+    assert headers.get("X-Tenant") == "acme"
+    assert headers.get("X-Missing", "none") == "none"
+    assert "X-TENANT" in headers
+    assert orjson.loads(orjson.dumps(headers)) == {
+        "content-type": "application/json",
+        "x-tenant": "acme",
+    }
