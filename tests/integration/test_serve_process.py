@@ -240,6 +240,60 @@ def test_sighup_replaces_every_worker_and_refuses_nothing(
     assert set(statuses) == {200}
 
 
+UNEVEN_PREDICTOR = """
+import os
+import time
+
+
+class PythonPredictor:
+    def __init__(self, config):
+        try:  # the first worker to get here loads fast, the other one slowly
+            open(config["marker"], "x").close()
+            time.sleep(0.1)
+        except FileExistsError:
+            time.sleep(3)
+
+    def predict(self, payload):
+        return {"pid": os.getpid()}
+"""
+
+
+def test_readiness_waits_for_every_worker_of_a_model_loaded_after_fork(
+    start_server: Any, tmp_path: Path
+) -> None:
+    predictor = tmp_path / "uneven.py"
+    predictor.write_text(UNEVEN_PREDICTOR)
+    marker = tmp_path / "first-worker"
+    server = start_server(
+        f"{predictor}:PythonPredictor",
+        "--workers",
+        "2",
+        "--config",
+        f"marker={marker}",
+        ready=False,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if server.client.get("/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    else:
+        raise AssertionError(f"never ready:\n{server.log}")
+    statuses, pids = [], set()
+    for _ in range(40):  # a new connection each: the kernel spreads them over both workers
+        answer = httpx.post(
+            f"{server.url}/predict", json="x", headers={"Connection": "close"}, timeout=30
+        )
+        statuses.append(answer.status_code)
+        if answer.status_code == 200:
+            pids.add(answer.json()["pid"])
+    assert set(statuses) == {200}, statuses
+    assert len(pids) == 2
+
+
 def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ferry", *args],

@@ -90,10 +90,19 @@ def build_app(
     model: LoadedModel | None = None,
     metrics: ServerMetrics | None = None,
     on_boot_failure: Callable[[BaseException], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
+    ready_gate: Callable[[], bool] | None = None,
 ) -> ServerApp:
-    """Wire one worker's app. The model loads (if not given) and warms up at startup."""
+    """Wire one worker's app. The model loads (if not given) and warms up at startup.
+
+    ``on_ready`` is called when this worker's model is ready; ``ready_gate`` must also be
+    true for the worker to report ready and take predictions (the supervisor's "every
+    worker has been ready" latch, see ``worker.HeartbeatBoard``).
+    """
     metrics = metrics or ServerMetrics(source.name)
-    runner = ModelRunner(source, settings, metrics, model=model)
+    runner = ModelRunner(
+        source, settings, metrics, model=model, on_ready=on_ready, ready_gate=ready_gate
+    )
     endpoint = settings.endpoint
     default_accept = "application/json"
     invocations = sagemaker.invocations_app(runner, default_accept)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,12 +50,16 @@ class ModelRunner:
         *,
         model: LoadedModel | None = None,
         version: str = "1",
+        on_ready: Callable[[], None] | None = None,
+        ready_gate: Callable[[], bool] | None = None,
     ) -> None:
         self._source = source
         self._settings = settings
         self._metrics = metrics
         self._model = model
         self._preloaded = model is not None
+        self._on_ready = on_ready
+        self._gate = ready_gate
         self._version = version
         self._ready = False
         self._failure: str | None = None
@@ -91,7 +96,7 @@ class ModelRunner:
         return self._failure
 
     def is_ready(self) -> bool:
-        return self._ready
+        return self._ready and (self._gate is None or self._gate())
 
     @property
     def preloaded(self) -> bool:
@@ -122,6 +127,8 @@ class ModelRunner:
         self._metrics.load_seconds.labels(self._source.name).set(time.perf_counter() - started)
         self._metrics.ready.labels(self._source.name).set(1)
         self._ready = True
+        if self._on_ready is not None:
+            self._on_ready()
 
     def _load_and_warm(self) -> LoadedModel:
         threads = self._settings.model_threads
@@ -144,7 +151,7 @@ class ModelRunner:
     # ------------------------------------------------------------------ requests
 
     async def predict_rows(self, rows: Rows) -> Prediction:
-        if not self._ready:
+        if not self.is_ready():
             raise ModelNotReady(self.not_ready_message())
         outcome: _Outcome = await self._with_timeout(self._row_batcher.submit(rows))
         if isinstance(outcome, FerryError):
@@ -152,7 +159,7 @@ class ModelRunner:
         return outcome
 
     async def predict_payload(self, request: PayloadRequest) -> Any:
-        if not self._ready:
+        if not self.is_ready():
             raise ModelNotReady(self.not_ready_message())
         outcome = await self._with_timeout(self._payload_batcher.submit(request))
         if isinstance(outcome, FerryError):
@@ -167,6 +174,8 @@ class ModelRunner:
     def not_ready_message(self) -> str:
         if self._failure:
             return f"model {self._source.name!r} failed to load: {self._failure}"
+        if self._ready:  # this worker is, others are still loading
+            return f"model {self._source.name!r} is still loading in other workers; retry shortly"
         return f"model {self._source.name!r} is loading; retry shortly"
 
     async def _with_timeout(self, future: asyncio.Future[Any]) -> Any:

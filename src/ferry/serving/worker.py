@@ -27,11 +27,30 @@ _SLOT = struct.Struct("d")
 
 
 class HeartbeatBoard:
-    """Shared memory with one monotonic timestamp per worker slot (created before fork)."""
+    """Shared memory with one monotonic timestamp per worker slot (created before fork).
+
+    It also holds one "has been ready" byte per slot. The server is ready once every slot
+    has been: workers that load their model after fork (Python predictors, ONNX, torch)
+    get there one by one, and a health check that passed on the first of them would send
+    traffic that the others answer with 503. The bytes are never cleared, so a worker
+    replaced later does not make the whole server unready while the others serve.
+    """
 
     def __init__(self, slots: int) -> None:
-        self._memory = mmap.mmap(-1, _SLOT.size * slots)
+        self._memory = mmap.mmap(-1, _SLOT.size * slots + slots)
+        self._ready_at = _SLOT.size * slots
         self.slots = slots
+        self._all_ready = False
+
+    def mark_ready(self, slot: int) -> None:
+        self._memory[self._ready_at + slot] = 1
+
+    def all_ready(self) -> bool:
+        """True once every slot's worker has been ready at least once (then stays true)."""
+        if not self._all_ready:
+            start = self._ready_at
+            self._all_ready = all(self._memory[start : start + self.slots])
+        return self._all_ready
 
     def beat(self, slot: int) -> None:
         _SLOT.pack_into(self._memory, slot * _SLOT.size, time.monotonic())
@@ -103,7 +122,14 @@ def run_worker(
         if server is not None:
             server.should_exit = True
 
-    app = build_app(settings, source, model=model, on_boot_failure=on_boot_failure)
+    app = build_app(
+        settings,
+        source,
+        model=model,
+        on_boot_failure=on_boot_failure,
+        on_ready=lambda: board.mark_ready(slot),
+        ready_gate=board.all_ready,
+    )
     loop, http = _loop_and_http()
     config = uvicorn.Config(
         app.asgi,
