@@ -22,6 +22,7 @@ from ferry.models.base import LoadedModel
 from ferry.models.loaders.predictor import PredictorModel, project_dir
 from ferry.models.loaders.predictor_onnx import ONNXClient
 from ferry.models.source import open_source
+from ferry.serving.protocols.payload import RequestHeaders
 from ferry.types import PayloadRequest
 
 FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "cortex_project"
@@ -68,7 +69,9 @@ def test_a_cortex_predictor_runs_in_its_project_with_env_over_dotenv(
     model = load_api(project, "iris-classifier", monkeypatch, tmp_path / "cache")
     assert Path.cwd() == project.resolve()
     assert ask(model, PayloadRequest(SETOSA)) == ["setosa"]
-    answer = ask(model, PayloadRequest(VIRGINICA, {"debug": "1"}, {"x-tenant": "acme"}))
+    answer = ask(
+        model, PayloadRequest(VIRGINICA, {"debug": "1"}, RequestHeaders({"x-tenant": "acme"}))
+    )
     assert answer == [
         {"label": "virginica", "greeting": "hello", "stage": "test", "tenant": "acme"}
     ]
