@@ -16,7 +16,9 @@ accepted and ignored locally.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -57,6 +59,7 @@ __all__ = [
     "parse_bytes",
     "parse_cpu",
     "parse_duration",
+    "project_digest",
     "scaffold",
     "serve_project",
     "to_server_settings",
@@ -392,6 +395,11 @@ class RealtimeAPI(_Spec):
     update_strategy: UpdateStrategy = Field(default_factory=UpdateStrategy)
     networking: Networking = Field(default_factory=Networking)
     monitoring: Monitoring | None = None
+    project_files: str | None = Field(
+        default=None,
+        description="set by load_project: a digest of the project's files, so that a deploy "
+        "after predictor.py, .env or a model changed is a new revision, as in Cortex",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -510,7 +518,44 @@ def load_project(path: Path, *, check_splitter_targets: bool = True) -> Project:
             _check_files(source, index, entry, root)
         elif check_splitter_targets:
             _check_targets(source, index, entry, [api.name for api in apis])
+    digest = project_digest(root)
+    apis = tuple(api.model_copy(update={"project_files": digest}) for api in apis)
     return Project(apis=apis, splitters=splitters, root=root, path=file.resolve())
+
+
+_NOT_PROJECT_FILES = frozenset({"__pycache__", "node_modules", "venv", "build"})
+_HASHED_UP_TO = 1 << 20  # smaller files by content; larger ones (models) by size and mtime
+
+
+def project_digest(root: Path) -> str:
+    """A digest of the project's files: their content up to 1 MiB, else size and mtime.
+
+    Hidden folders, ``__pycache__``, virtual environments and ``build/`` (``ferry build``'s
+    output) are left out; ``.env`` is in. A large model costs a stat, not a read.
+    """
+    digest = hashlib.sha256()
+    for folder, folders, files in os.walk(root):
+        folders[:] = sorted(
+            name for name in folders if not name.startswith(".") and name not in _NOT_PROJECT_FILES
+        )
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")) or (name.startswith(".") and name != ".env"):
+                continue
+            path = Path(folder, name)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # a file removed while walking, or a dangling link
+            where = path.relative_to(root).as_posix()
+            if stat.st_size <= _HASHED_UP_TO:
+                try:
+                    content = hashlib.sha256(path.read_bytes()).hexdigest()
+                except OSError:
+                    continue
+                digest.update(f"{where}\0{content}\n".encode())
+            else:
+                digest.update(f"{where}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _project_file(path: Path) -> Path:

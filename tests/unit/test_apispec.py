@@ -865,3 +865,24 @@ def test_empty_config_and_env_are_empty_mappings(tmp_path: Path) -> None:
     )
     predictor = project.apis[0].predictor
     assert (predictor.config, predictor.env) == ({}, {})
+
+
+def test_a_changed_project_file_changes_the_api_so_a_deploy_rolls_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    first = load_project(path).apis[0]
+    path.write_text(path.read_text())  # rewritten unchanged: the same revision
+    assert load_project(path).apis[0] == first
+    for ignored in ("__pycache__/predictor.cpython-311.pyc", "build/x/Dockerfile", ".git/HEAD"):
+        (tmp_path / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / ignored).write_text("x")
+    assert load_project(path).apis[0] == first
+    (tmp_path / ".env").write_text("STAGE=prod\n")
+    with_env = load_project(path).apis[0]
+    assert with_env.project_files != first.project_files
+    (tmp_path / "predictor.py").write_text("class PythonPredictor:\n    pass  # v2\n")
+    assert load_project(path).apis[0].project_files not in (
+        first.project_files,
+        with_env.project_files,
+    )
+    # the stored spec validates again, as the control plane reads it back
+    assert RealtimeAPI.model_validate(first.model_dump(mode="json")) == first
