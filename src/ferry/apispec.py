@@ -498,13 +498,16 @@ class Project(BaseModel):
 # --- loading ----------------------------------------------------------------------------
 
 
-def load_project(path: Path, *, check_splitter_targets: bool = True) -> Project:
+def load_project(
+    path: Path, *, check_splitter_targets: bool = True, digest: bool = True
+) -> Project:
     """Read and validate a project file, or the ferry.yaml / cortex.yaml in a directory.
 
     Checks beyond each entry: unique names and endpoints, ``predictor.path`` files exist
     under the project root, and (unless ``check_splitter_targets`` is False, for a deploy
     that may point a splitter at APIs already running) splitter targets name RealtimeAPIs
-    of the same file. Raises ``ConfigError`` with a one-line, located message.
+    of the same file. Raises ``ConfigError`` with a one-line, located message. With
+    ``digest``, each RealtimeAPI's ``project_files`` is the digest of the project's files.
     """
     file = _project_file(path)
     source = _Source(file)
@@ -518,8 +521,9 @@ def load_project(path: Path, *, check_splitter_targets: bool = True) -> Project:
             _check_files(source, index, entry, root)
         elif check_splitter_targets:
             _check_targets(source, index, entry, [api.name for api in apis])
-    digest = project_digest(root)
-    apis = tuple(api.model_copy(update={"project_files": digest}) for api in apis)
+    if digest:  # for a deploy: a revision changes with the project's files
+        files = project_digest(root)
+        apis = tuple(api.model_copy(update={"project_files": files}) for api in apis)
     return Project(apis=apis, splitters=splitters, root=root, path=file.resolve())
 
 
@@ -838,7 +842,7 @@ def serve_project(
     is_file = path.is_file() and path.suffix in (".yaml", ".yml")
     if not is_file and not (path.is_dir() and any((path / f).is_file() for f in PROJECT_FILES)):
         return None
-    project = load_project(path, check_splitter_targets=False)
+    project = load_project(path, check_splitter_targets=False, digest=False)
     if not project.apis:
         raise ConfigError(f"{project.path}: no API of kind RealtimeAPI to serve")
     api = project.apis[0]

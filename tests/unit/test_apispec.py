@@ -886,3 +886,4 @@ def test_a_changed_project_file_changes_the_api_so_a_deploy_rolls_it(tmp_path: P
     )
     # the stored spec validates again, as the control plane reads it back
     assert RealtimeAPI.model_validate(first.model_dump(mode="json")) == first
+    assert load_project(path, digest=False).apis[0].project_files is None

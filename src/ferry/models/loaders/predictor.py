@@ -127,7 +127,7 @@ def _api_models(source: ModelSource, where: str, client: str) -> dict[str, Path]
     from ferry.models.loaders.predictor_python import SINGLE
 
     root = project_dir(source.path, source.spec.python_path)
-    project = load_project(root, check_splitter_targets=False) if root is not None else None
+    project = load_project(root, check_splitter_targets=False, digest=False) if root else None
     api = next((a for a in project.apis if a.name == source.name), None) if project else None
     if project is None or api is None:
         raise ModelLoadError(
