@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,10 @@ def test_deploy_call_and_delete_a_cortex_project(project: Path, tmp_path: Path) 
         ferry("delete", "iris", "--yes")
         for name in ("iris-classifier", "iris-batch", "iris-onnx"):
             ferry("delete", name, "--yes")
-        assert json.loads(ferry("get", "--output", "json"))["apis"] == []
+        deadline = time.monotonic() + 60  # replicas drain before an API is gone
+        while json.loads(ferry("get", "--output", "json"))["apis"]:
+            assert time.monotonic() < deadline, ferry("get")
+            time.sleep(0.5)
     finally:
         subprocess.run(
             [sys.executable, "-m", "ferry", "cluster", "down"], env=env,
