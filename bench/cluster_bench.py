@@ -238,6 +238,7 @@ def gateway_pids(state: Path) -> list[int]:
 def first_prediction(cluster: Cluster, name: str, project: Path) -> dict[str, Any]:
     """Spawn ``ferry deploy`` and poll the gateway until the API answers 200."""
     url = f"{cluster.gateway}/{name}"
+    load_before = load_average()
     start, wall = time.perf_counter(), time.time()
     deploy = subprocess.Popen(
         cluster.argv("deploy", "."), cwd=project, env=cluster.env,
@@ -257,9 +258,11 @@ def first_prediction(cluster: Cluster, name: str, project: Path) -> dict[str, An
     returned = time.perf_counter() - start
     if deploy.returncode != 0:
         raise RuntimeError(f"deploy of {name} failed: {out[-300:]} {err[-300:]}")
-    phases: dict[str, float] = {"load_before": load_average()}
+    phases: dict[str, float] = {"load_before": load_before}
     for event in cluster.json("describe", name, "--events", "50")["events"]:
         message = str(event["message"])
+        if message.startswith("deployed revision") and "request_s" not in phases:
+            phases["request_s"] = float(event["at"]) - wall  # the CLI's request arrived
         if message.startswith("starting replica") and "replica_started_s" not in phases:
             phases["replica_started_s"] = float(event["at"]) - wall
         if message.startswith("status live") and "live_s" not in phases:
@@ -459,17 +462,30 @@ def deploy_details(results: dict[str, Any]) -> list[str]:
         "- (b) Clock starts when `ferry deploy` is spawned; the gateway is polled every 20 ms "
         "until the API answers 200. Cold: no control plane runs, `ferry deploy` starts it "
         "(and the gateway) in a new state dir; warm: the control plane is up with another API "
-        "deployed, each run deploys a new API. Per run (first 200 / `ferry deploy` returned / "
-        "`starting replica` event / 1-min load average before the run):"
+        "deployed, each run deploys a new API. Per run: first 200 / `ferry deploy` returned / "
+        "the CLI's deploy request reached the control plane / `starting replica` (seconds "
+        "after the spawn) / 1-min load average before the run:"
     ]
     for kind, summary in deploy_summary(results).items():
         runs = "; ".join(
             f"{fmt_s(run['first_200_s'])} / {fmt_s(run['deploy_returned_s'])} / "
-            f"{run.get('replica_started_s', float('nan')):.2f} s / {run['load_before']:.1f}"
+            f"{run.get('request_s', float('nan')):.2f} / "
+            f"{run.get('replica_started_s', float('nan')):.2f} / {run['load_before']:.1f}"
             for run in summary["runs"]
         )
         returned = fmt_spread(summary["returned"])
-        lines.append(f"  - {kind}: {runs}. `ferry deploy` returned after {returned}.")
+        after = spread(
+            [
+                run["first_200_s"] - run["request_s"]
+                if run["first_200_s"] is not None and "request_s" in run
+                else None
+                for run in summary["runs"]
+            ]
+        )
+        lines.append(
+            f"  - {kind}: {runs}. `ferry deploy` returned after {returned}; first 200 "
+            f"{fmt_spread(after)} after the deploy request reached the control plane."
+        )
     return lines
 
 
@@ -601,6 +617,7 @@ def print_deploys(results: dict[str, Any]) -> int:
         first, returned = summary["first_200"], summary["returned"]
         print(f"{kind}: first 200 {fmt_spread(first)}; deploy returned {fmt_spread(returned)}")
         print("   ", [round(v, 2) if v is not None else None for v in first["all"]])
+    print("\n".join(deploy_details(results)))
     print(json.dumps({k: results[k] for k in ("cold", "warm")}, default=str))
     return 0
 

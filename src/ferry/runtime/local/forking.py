@@ -74,7 +74,7 @@ FRAMEWORKS: tuple[str, ...] = (
     "lightgbm",
 )
 MODULE = "ferry"  # requests must be `python -m ferry ...`
-# The second stage starts this long after the first is ready, or at the first request:
+# The second stage starts once the first has been ready (or has last forked) this long:
 # a cold start's first replica and the control plane's own start-up get the CPU first.
 SECOND_STAGE_AFTER_S = 2.0
 RESPAWN_AFTER_S = 60.0  # a zygote that died is replaced at most this often

@@ -4,8 +4,8 @@ The local backend starts one per control plane (``python -m ferry.runtime.local.
 see ``forking``) with a pipe on stdin for requests and one on stdout for replies, one JSON
 object per line. It works in two stages. The first imports the ``--preload`` modules (what
 every ``ferry serve`` imports, under a second; requests sent meanwhile wait in the pipe)
-and then answers requests. Right after its first fork, or ``--later-after`` seconds after
-it is ready, it forks a second stage that imports the ``--later`` modules (the model
+and then answers requests. Once it has been ready, or has last forked, ``--later-after``
+seconds ago, it forks a second stage that imports the ``--later`` modules (the model
 frameworks: seconds that every fresh replica would spend again), says so on its own pipe,
 and from then on gets every request passed on to it. A request names the argv (``python
 -m MODULE ...``), environment, log file and working directory of a replica; the stage
@@ -82,9 +82,9 @@ def thread_count() -> int:
 class Zygote:
     """The request loop on stdin/stdout; ``run`` returns when stdin closes.
 
-    With ``later`` modules, a second stage (forked at the first request, or
-    ``later_after_s`` after ``preload`` is in) imports them while this one already
-    answers; once it says it is ready, requests go on to it.
+    With ``later`` modules, a second stage (forked once this one has been idle for
+    ``later_after_s``) imports them while this one already answers; once it says it is
+    ready, requests go on to it.
     """
 
     def __init__(
@@ -121,9 +121,9 @@ class Zygote:
         self._serve()
 
     def _start_stage_two_when_due(self, now: float) -> None:
-        """The second stage starts ``later_after_s`` after the first is ready, or at the
-        first request if that comes sooner: a cold start's first replica and the control
-        plane's own start-up then have the CPU to themselves while they need it most."""
+        """The second stage starts once the first has been ready, or has last forked,
+        ``later_after_s`` ago: a cold start's first replica and the control plane's own
+        start-up then have the CPU to themselves while they need it most."""
         if self._stage_two_at is None or now < self._stage_two_at:
             return
         self._stage_two_at = None
@@ -168,8 +168,8 @@ class Zygote:
             line, _, self._buffer = self._buffer.partition(b"\n")
             if line.strip():
                 self._reply(self._dispatch(line))
-                if self._stage_two_at is not None:
-                    self._stage_two_at = time.monotonic()  # start it now: a replica is up
+                if self._stage_two_at is not None:  # not while that replica boots
+                    self._stage_two_at = time.monotonic() + self.later_after_s
         return True
 
     def _dispatch(self, line: bytes) -> dict[str, Any]:
