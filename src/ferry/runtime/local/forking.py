@@ -128,7 +128,11 @@ class ZygoteHandle:
     ) -> tuple[int, int, int] | None:
         """Fork ``argv`` from the zygote: (pid, start ticks, parent pid: the zygote's first
         or second stage), or None (start it fresh)."""
-        request = {"argv": list(argv), "env": dict(env), "log": str(log_path), "cwd": os.getcwd()}
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the control plane's directory was removed: start it fresh
+            return None
+        request = {"argv": list(argv), "env": dict(env), "log": str(log_path), "cwd": cwd}
         with self._lock:
             if not self.usable or not self.alive():
                 return None
