@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,26 +218,40 @@ def test_sighup_replaces_every_worker_and_refuses_nothing(
     server = start_server(str(iris_model_path), "--workers", "2")
     before = set(server.worker_pids())
     statuses: list[int] = []
-    stop = time.monotonic() + 3.0
+    after_hup: list[int] = []
+    hup_sent = threading.Event()
+    done = threading.Event()
 
     def fire() -> None:
         # A new connection per request: a kept-alive one may be closed by its draining
         # worker between two requests, which HTTP leaves to the client to retry.
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            while time.monotonic() < stop:
+            while not done.is_set():
+                sent_after_hup = hup_sent.is_set()
                 answer = client.post("/predict", json=ROWS, headers={"Connection": "close"})
                 statuses.append(answer.status_code)
+                if sent_after_hup:
+                    after_hup.append(answer.status_code)
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(fire) for _ in range(4)]
-        time.sleep(0.8)
+        while len(statuses) < 20:  # load is flowing
+            time.sleep(0.05)
         server.process.send_signal(signal.SIGHUP)
+        hup_sent.set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until both replacements serve
+            now = set(server.worker_pids())
+            if len(now) == 2 and not before & now and len(after_hup) >= 40:
+                break
+            time.sleep(0.05)
+        done.set()
         for future in futures:
             future.result()
     after = set(server.worker_pids())
     assert len(after) == 2
     assert not before & after, "every worker was replaced"
-    assert len(statuses) > 50
+    assert len(after_hup) >= 40, "requests were sent across the restart"
     assert set(statuses) == {200}
 
 
