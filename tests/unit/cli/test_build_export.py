@@ -119,6 +119,10 @@ def test_build_of_a_cortex_api_ships_its_code_models_and_config(
     project = yaml.safe_load((out / "model" / "ferry.yaml").read_text())
     assert project[0]["name"] == "iris-forest"
     assert project[0]["predictor"]["config"] == {"model_path": "models/forest.joblib"}
+    # the replica settings travel, so ferry serve in the image runs the API as deploy does
+    assert project[0]["predictor"]["processes_per_replica"] == 2
+    assert project[0]["predictor"]["threads_per_process"] == 4
+    assert "log_level" not in project[0]["predictor"]  # info, the default
     dockerfile = (out / "Dockerfile").read_text()
     assert "COPY model/ /opt/ml/model/" in dockerfile
     assert "COPY code/ /opt/ml/model/code/" in dockerfile
