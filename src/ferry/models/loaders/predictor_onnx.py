@@ -14,7 +14,6 @@ The models are those of the API's ``predictor.models`` (``path``, ``paths`` or `
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import ModelError, ModelLoadError
+from ferry.models.loaders.versioned import SINGLE, VersionedModels
 
 __all__ = ["ONNXClient", "model_versions"]
 
-SINGLE = "_cortex_default"  # the name of the model of models.path / model_path
 
 _DTYPES = {
     "tensor(float16)": "float16", "tensor(float)": "float32", "tensor(double)": "float64",
@@ -58,14 +57,12 @@ def _one_file(folder: Path) -> Path:
     return files[0]
 
 
-class ONNXClient:
+class ONNXClient(VersionedModels):
     """Named, versioned onnxruntime sessions, built when first used."""
 
     def __init__(self, models: Mapping[str, Path], threads: int | None = None) -> None:
-        self._versions = {name: model_versions(path) for name, path in models.items()}
+        super().__init__({name: model_versions(path) for name, path in models.items()})
         self._threads = threads
-        self._sessions: dict[tuple[str, int], dict[str, Any]] = {}
-        self._lock = threading.Lock()
         if list(self._versions) == [SINGLE]:
             self.get_model()  # one model: load it now, so a bad file fails the start
 
@@ -79,38 +76,11 @@ class ONNXClient:
 
     def get_model(self, model_name: str | None = None, model_version: str = "latest") -> Any:
         """``{"session": InferenceSession, "signatures": [input metadata]}``."""
-        name = self._name(model_name)
-        versions = self._versions[name]
-        if model_version == "latest":
-            version = max(versions)
-        elif str(model_version).isdigit() and int(model_version) in versions:
-            version = int(model_version)
-        else:
-            raise ModelError(
-                f"model {name!r} has no version {model_version!r} "
-                f"(versions: {', '.join(map(str, sorted(versions)))})"
-            )
-        with self._lock:
-            key = (name, version)
-            if key not in self._sessions:
-                session = _session(versions[version], self._threads)
-                self._sessions[key] = {"session": session, "signatures": session.get_inputs()}
-            return self._sessions[key]
+        return self._get(model_name, model_version, self._build)
 
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return {
-            name: {"versions": [str(v) for v in sorted(versions)]}
-            for name, versions in self._versions.items()
-        }
-
-    def _name(self, model_name: str | None) -> str:
-        if SINGLE in self._versions:
-            return SINGLE
-        if model_name is None or model_name not in self._versions:
-            given = "model_name was not given" if model_name is None else f"no model {model_name!r}"
-            raise ModelError(f"{given}; the models are {', '.join(sorted(self._versions))}")
-        return model_name
+    def _build(self, path: Path) -> dict[str, Any]:
+        session = _session(path, self._threads)
+        return {"session": session, "signatures": session.get_inputs()}
 
 
 def _session(path: Path, threads: int | None) -> Any:

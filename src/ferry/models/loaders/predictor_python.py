@@ -10,16 +10,14 @@ numbered subfolders (``1/``, ``2/``...) are its versions.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ferry.errors import ModelError, ModelLoadError
+from ferry.models.loaders.versioned import SINGLE, VersionedModels
 
 __all__ = ["SINGLE", "PythonClient", "versions"]
-
-SINGLE = "_cortex_default"  # the name of the one model of ``path``
 
 
 def versions(path: Path) -> dict[int, Path]:
@@ -38,13 +36,11 @@ def versions(path: Path) -> dict[int, Path]:
     return numbered or {1: path}
 
 
-class PythonClient:
+class PythonClient(VersionedModels):
     """Named, versioned models loaded by the predictor's ``load_model``, once each."""
 
     def __init__(self, models: Mapping[str, Path]) -> None:
-        self._versions = {name: versions(path) for name, path in models.items()}
-        self._loaded: dict[tuple[str, int], Any] = {}
-        self._lock = threading.Lock()
+        super().__init__({name: versions(path) for name, path in models.items()})
         self._load: Callable[[str], Any] | None = None
 
     def bind(self, load_model: Callable[[str], Any]) -> None:
@@ -52,36 +48,9 @@ class PythonClient:
         self._load = load_model
 
     def get_model(self, model_name: str | None = None, model_version: str | None = "latest") -> Any:
-        name = self._name(model_name)
-        available = self._versions[name]
-        if model_version in ("latest", None):  # query_params.get("version") may be None
-            version = max(available)
-        elif str(model_version).isdigit() and int(model_version) in available:
-            version = int(model_version)
-        else:
-            raise ModelError(
-                f"model {name!r} has no version {model_version!r} "
-                f"(versions: {', '.join(map(str, sorted(available)))})"
-            )
+        return self._get(model_name, model_version, self._build)
+
+    def _build(self, path: Path) -> Any:
         if self._load is None:
             raise ModelError("get_model was called before the predictor's __init__ returned")
-        with self._lock:
-            key = (name, version)
-            if key not in self._loaded:
-                self._loaded[key] = self._load(str(available[version]))
-            return self._loaded[key]
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return {
-            name: {"versions": [str(v) for v in sorted(found)]}
-            for name, found in self._versions.items()
-        }
-
-    def _name(self, model_name: str | None) -> str:
-        if SINGLE in self._versions:
-            return SINGLE
-        if model_name is None or model_name not in self._versions:
-            given = "model_name was not given" if model_name is None else f"no model {model_name!r}"
-            raise ModelError(f"{given}; the models are {', '.join(sorted(self._versions))}")
-        return model_name
+        return self._load(str(path))
