@@ -33,7 +33,7 @@ import numpy as np
 
 from ferry.models.cache import file_sha256, write_atomic
 
-__all__ = ["FORMAT", "FrozenBooster", "FrozenForest", "freeze", "lookup", "store"]
+__all__ = ["FORMAT", "FrozenBooster", "FrozenForest", "entry_path", "freeze", "lookup", "store"]
 
 FORMAT = 1
 """Bumped whenever the frozen classes change shape, so older entries are not read."""
@@ -117,9 +117,8 @@ def freeze(estimator: object) -> Frozen | None:
     return None
 
 
-def lookup(cache_dir: Path, model_file: Path) -> Frozen | None:
-    """The frozen model stored for ``model_file``'s content, if a usable one exists."""
-    entry = _entry(cache_dir, model_file)
+def lookup(entry: Path) -> Frozen | None:
+    """The frozen model stored at ``entry`` (see ``entry_path``), if a usable one exists."""
     try:
         data = entry.read_bytes()
     except OSError:
@@ -136,19 +135,19 @@ def lookup(cache_dir: Path, model_file: Path) -> Frozen | None:
     return frozen
 
 
-def store(cache_dir: Path, model_file: Path, frozen: Frozen) -> Path | None:
-    """Write ``frozen`` for ``model_file``; returns the entry, or None if it cannot be written."""
-    entry = _entry(cache_dir, model_file)
+def store(entry: Path, frozen: Frozen) -> Path | None:
+    """Write ``frozen`` at ``entry``; returns it, or None if it cannot be written."""
     frozen.written_by = _version(frozen.package)
     try:
         write_atomic(entry, pickle.dumps(frozen, protocol=5))
     except OSError as error:
-        _log.info("compiled cache not written (%s); later starts load %s again", error, model_file)
+        _log.info("compiled cache entry %s not written: %s", entry, error)
         return None
     return entry
 
 
-def _entry(cache_dir: Path, model_file: Path) -> Path:
+def entry_path(cache_dir: Path, model_file: Path) -> Path:
+    """Where the frozen form of ``model_file``'s content lives (hashes the file once)."""
     digest = hashlib.sha256(f"{file_sha256(model_file)}:{FORMAT}".encode()).hexdigest()
     return cache_dir / "compiled" / f"{digest}.pkl"
 

@@ -38,17 +38,18 @@ def load(source: ModelSource) -> PickleModel:
     the frozen form for the next one (see ``ferry.models.compiled``).
     """
     cache_dir = source.compiled_cache
-    if cache_dir is not None:
-        frozen = compiled.lookup(cache_dir, source.path)
+    entry = compiled.entry_path(cache_dir, source.path) if cache_dir is not None else None
+    if entry is not None:
+        frozen = compiled.lookup(entry)
         if frozen is not None and fast_predict(frozen, proba=source.spec.predict_proba):
             _log.info("%s: serving the compiled form cached for this file", source.path.name)
             return PickleModel(frozen, source)
     estimator = read_pickle(source.path)
     model = PickleModel(estimator, source)
-    if cache_dir is not None and model.has_fast_path:
+    if entry is not None and model.has_fast_path:
         frozen = compiled.freeze(estimator)
         if frozen is not None:
-            compiled.store(cache_dir, source.path, frozen)
+            compiled.store(entry, frozen)
     return model
 
 

@@ -163,11 +163,11 @@ def test_unusable_entries_fall_back_to_the_pickle_and_are_rewritten(
     assert not isinstance(_served(load_source(source)), FrozenForest)
     assert isinstance(_served(load_source(source)), FrozenForest), "rewritten by the fallback"
 
-    frozen = compiled.lookup(tmp_path / "cache", path)
+    frozen = compiled.lookup(compiled.entry_path(tmp_path / "cache", path))
     assert frozen is not None
     frozen.written_by = "0.0.1"  # as if written before an upgrade of scikit-learn
     entry.write_bytes(pickle.dumps(frozen))
-    assert compiled.lookup(tmp_path / "cache", path) is None
+    assert compiled.lookup(compiled.entry_path(tmp_path / "cache", path)) is None
     model = load_source(source)
     assert not isinstance(_served(model), FrozenForest)
     assert model.predict_rows(Rows(X[:5])).values.tolist() == estimator.predict(X[:5]).tolist()
