@@ -372,14 +372,19 @@ def test_sagemaker_container_mode_serves_opt_ml_model(
     assert len(server.worker_pids()) == 1
 
 
-def test_a_restart_serves_the_compiled_form_without_loading_scikit_learn(
+def test_first_start_and_restart_serve_the_compiled_form_without_loading_scikit_learn(
     start_server: Any, iris_model_path: Path, iris_model: Any, tmp_path: Path
 ) -> None:
     cache = str(tmp_path / "cache")
     first = start_server(str(iris_model_path), "--cache-dir", cache, "--workers", "2")
     metadata = first.client.get("/v2/models/iris").json()
+    assert first.client.post("/predict", json=ROWS).json() == iris_model.predict(ROWS).tolist()
+    for pid in [first.process.pid, *first.worker_pids()]:  # the first start reads it lean
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "/sklearn/" not in maps, f"process {pid} loaded scikit-learn"
     assert first.stop() == 0
     assert "compiled form cached" not in first.log
+    assert "read without importing scikit-learn" in first.log
 
     second = start_server(str(iris_model_path), "--cache-dir", cache, "--workers", "2")
     assert "serving the compiled form cached for this file" in second.log

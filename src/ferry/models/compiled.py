@@ -33,7 +33,17 @@ import numpy as np
 
 from ferry.models.cache import file_sha256, write_atomic
 
-__all__ = ["FORMAT", "FrozenBooster", "FrozenForest", "entry_path", "freeze", "lookup", "store"]
+__all__ = [
+    "FORMAT",
+    "Frozen",
+    "FrozenBooster",
+    "FrozenForest",
+    "entry_path",
+    "freeze",
+    "import_xgboost",
+    "lookup",
+    "store",
+]
 
 FORMAT = 1
 """Bumped whenever the frozen classes change shape, so older entries are not read."""
@@ -78,7 +88,7 @@ class FrozenBooster:
     def booster(self) -> Any:
         """The ``xgboost.Booster``, built from ``raw`` on first use."""
         if self._booster is None:
-            xgboost = _import_xgboost()
+            xgboost = import_xgboost()
             self._booster = xgboost.Booster(model_file=bytearray(self.raw))
             if self.n_jobs is not None:
                 self._booster.set_param({"nthread": self.n_jobs})
@@ -198,7 +208,7 @@ def _freeze_booster(estimator: Any) -> FrozenBooster | None:
     )
 
 
-def _import_xgboost() -> Any:
+def import_xgboost() -> Any:
     """Import XGBoost; without its scikit-learn integration unless scikit-learn is loaded.
 
     ``import xgboost`` imports scikit-learn (and SciPy and pandas with it) only for its

@@ -16,12 +16,13 @@ import pickle
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CompiledForest", "compile_forest"]
+__all__ = ["CompiledForest", "compile_forest", "flatten_trees"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -73,30 +74,54 @@ class CompiledForest:
     """Predict function for one fitted scikit-learn tree model; see ``compile_forest``."""
 
     def __init__(
-        self, trees: Sequence[Any], layout: _Layout, *, averaged: bool, allow_nan: bool
+        self, trees: Sequence[Any], layout: _Layout, *, averaged: bool, allow_nan: bool | None
     ) -> None:
-        self._trees: list[Any] | None = list(trees)
+        self._trees: list[Any] | None = list(trees) or None
         self._trees_blob: bytes | None = None
-        self._n_trees = len(self._trees)
+        self._model_file: Path | None = None
+        self._n_trees = len(layout.offsets)
         self._layout = layout
         self._averaged = averaged
+        # None until the trees are restored: only they know (see from_model_file).
         self._allow_nan = allow_nan
-        self._n_features = int(trees[0].n_features)
+        self._n_features = int(trees[0].n_features) if trees else 0
+
+    @classmethod
+    def from_model_file(
+        cls, layout: _Layout, *, n_features: int, averaged: bool, model_file: Path
+    ) -> CompiledForest:
+        """A forest flattened from a model file read without scikit-learn (``models.lean``).
+
+        Its scikit-learn trees, needed only by NaN batches (and then by large batches),
+        are restored by reading ``model_file`` normally on first use; whether the model
+        accepts NaN at all is asked of them then.
+        """
+        forest = cls([], layout, averaged=averaged, allow_nan=None)
+        forest._n_features = n_features
+        forest._model_file = model_file
+        return forest
+
+    def rebind(self, model_file: Path) -> None:
+        """Restore trees from ``model_file`` (same content, wherever it now lives)."""
+        if self._model_file is not None:
+            self._model_file = model_file
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the flat arrays as they are and the scikit-learn trees as opaque bytes.
 
         Unpickling then needs only NumPy: the trees (and with them scikit-learn) are
         restored on first use, which only NaN batches and, once restored, large batches
-        make. See ``ferry.models.compiled``.
+        make. A forest whose trees were never loaded keeps pointing at its model file.
+        See ``ferry.models.compiled``.
         """
         state = dict(self.__dict__)
-        if state["_trees_blob"] is None:
+        if state["_trees_blob"] is None and state["_trees"] is not None:
             state["_trees_blob"] = pickle.dumps(state["_trees"], protocol=5)
         state["_trees"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_model_file", None)
         self.__dict__.update(state)
 
     @property
@@ -106,9 +131,27 @@ class CompiledForest:
 
     def _tree_list(self) -> list[Any]:
         if self._trees is None:
-            assert self._trees_blob is not None
-            self._trees = pickle.loads(self._trees_blob)  # bytes __getstate__ wrote
+            if self._trees_blob is not None:
+                self._trees = pickle.loads(self._trees_blob)  # bytes __getstate__ wrote
+            else:
+                self._restore_from_model_file()
+        assert self._trees is not None
         return self._trees
+
+    def _restore_from_model_file(self) -> None:
+        """Read the model file with scikit-learn; it must flatten to exactly our layout."""
+        if self._model_file is None:
+            raise RuntimeError("this compiled forest has neither its trees nor its model file")
+        import joblib
+
+        real = compile_forest(joblib.load(self._model_file))
+        if not isinstance(real, CompiledForest) or not _same_layout(real._layout, self._layout):
+            raise RuntimeError(
+                f"{self._model_file.name} no longer holds the model this server loaded; "
+                "restart the server to load the new file"
+            )
+        self._allow_nan = real._allow_nan
+        self._trees = real._trees
 
     def __call__(self, rows: FloatArray, *, walk: Walk = "auto") -> FloatArray:
         """Return what the source model's ``predict_proba`` / ``predict`` returns for rows.
@@ -143,6 +186,8 @@ class CompiledForest:
             rows32 = np.ascontiguousarray(rows, dtype=np.float32)
         if np.isfinite(rows32).all():
             return rows32, False
+        if self._allow_nan is None:
+            self._tree_list()  # restores the trees, which know whether NaN is allowed
         if self._allow_nan and not np.isinf(rows32).any():
             return rows32, True
         allowed = "NaN is allowed, infinity is not" if self._allow_nan else "need finite values"
@@ -217,7 +262,7 @@ def compile_forest(estimator: object) -> Callable[[FloatArray], FloatArray] | No
         return None
     n_values = int(model.n_classes_) if kind == "classifier" else 1
     trees = [m.tree_ for m in members]
-    layout = _flatten(trees, n_values, squeeze=kind == "regressor")
+    layout = flatten_trees(trees, n_values, squeeze=kind == "regressor")
     from sklearn.utils import get_tags
 
     # Forests validate input with their first tree's rule, so ask the trees.
@@ -269,7 +314,8 @@ def _sklearn_at_least(major: int, minor: int) -> bool:
     return found is not None and (int(found[1]), int(found[2])) >= (major, minor)
 
 
-def _flatten(trees: Sequence[Any], n_values: int, *, squeeze: bool) -> _Layout:
+def flatten_trees(trees: Sequence[Any], n_values: int, *, squeeze: bool) -> _Layout:
+    """All ``trees`` (scikit-learn ``Tree`` objects or anything with the same arrays)."""
     sizes = [int(t.node_count) for t in trees]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
     total = int(offsets[-1])
@@ -295,6 +341,12 @@ def _flatten(trees: Sequence[Any], n_values: int, *, squeeze: bool) -> _Layout:
     walk_order = np.argsort(-np.asarray(depths, dtype=np.intp), kind="stable").astype(np.intp)
     active = [sum(d > level for d in depths) for level in range(max(depths))]
     return _Layout(feature, threshold, children, offsets[:-1], values, walk_order, active)
+
+
+def _same_layout(a: _Layout, b: _Layout) -> bool:
+    arrays = ("feature", "threshold", "children", "offsets", "values", "walk_order")
+    same = all(np.array_equal(getattr(a, name), getattr(b, name)) for name in arrays)
+    return same and a.active == b.active
 
 
 def _depth(left: IntArray, right: IntArray) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ferry.errors import BadRequest, ModelLoadError
-from ferry.models import compiled
+from ferry.models import compiled, lean
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.models.loaders import estimator as estimators
 from ferry.models.loaders.bad_input import input_errors
@@ -34,23 +34,37 @@ def load(source: ModelSource) -> PickleModel:
     """Unpickle ``source.path`` and wrap the object as a row model.
 
     With ``source.compiled_cache`` set, a tree model frozen by an earlier load of the same
-    file is served instead of the pickle (no scikit-learn import), and a first load stores
-    the frozen form for the next one (see ``ferry.models.compiled``).
+    file is served instead of the pickle (no scikit-learn import); a first load reads the
+    file lean where it can (``ferry.models.lean``, no scikit-learn import either) and
+    stores the frozen form for the next one (see ``ferry.models.compiled``).
     """
     cache_dir = source.compiled_cache
-    entry = compiled.entry_path(cache_dir, source.path) if cache_dir is not None else None
-    if entry is not None:
-        frozen = compiled.lookup(entry)
-        if frozen is not None and fast_predict(frozen, proba=source.spec.predict_proba):
-            _log.info("%s: serving the compiled form cached for this file", source.path.name)
-            return PickleModel(frozen, source)
+    if cache_dir is None:
+        return PickleModel(read_pickle(source.path), source)
+    entry = compiled.entry_path(cache_dir, source.path)
+    frozen = compiled.lookup(entry)
+    if frozen is not None and fast_predict(frozen, proba=source.spec.predict_proba):
+        _log.info("%s: serving the compiled form cached for this file", source.path.name)
+        _rebind(frozen, source.path)
+        return PickleModel(frozen, source)
+    frozen = lean.read_lean(source.path)
+    if frozen is not None and fast_predict(frozen, proba=source.spec.predict_proba):
+        _log.info("%s: read without importing %s", source.path.name, frozen.package)
+        compiled.store(entry, frozen)
+        return PickleModel(frozen, source)
     estimator = read_pickle(source.path)
     model = PickleModel(estimator, source)
-    if entry is not None and model.has_fast_path:
+    if model.has_fast_path:
         frozen = compiled.freeze(estimator)
         if frozen is not None:
             compiled.store(entry, frozen)
     return model
+
+
+def _rebind(frozen: compiled.Frozen, path: Path) -> None:
+    # A forest read lean restores its trees from the model file: this one, same content.
+    if isinstance(frozen, compiled.FrozenForest):
+        frozen.forest.rebind(path)
 
 
 def read_pickle(path: Path) -> Any:

@@ -51,6 +51,8 @@ PRELOAD: tuple[str, ...] = (
     "ferry.serving.app",
     "ferry.models.loaders.pickle",
     "ferry.models.forest",
+    "joblib.numpy_pickle",  # the lean read of a pickle (ferry.models.lean) needs only this
+    "threadpoolctl",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
     "uvicorn.protocols.websockets.auto",
@@ -60,8 +62,6 @@ PRELOAD: tuple[str, ...] = (
 # by the zygote's second stage, which forks replicas from the moment it is ready; a replica
 # asked for before then is forked from the first stage and imports what it needs itself.
 FRAMEWORKS: tuple[str, ...] = (
-    "threadpoolctl",
-    "joblib",
     "sklearn.ensemble",
     "sklearn.linear_model",
     "sklearn.pipeline",

@@ -1,14 +1,16 @@
 """The compiled-model cache: a model served from its frozen form answers bit for bit the same.
 
-A second load of the same file must come from the cache (no unpickling, and in a fresh
-process no scikit-learn import at all), give exactly the estimator's own outputs on every
-batch size and on NaN, and fall back to the pickle whenever the entry is unusable.
+A first load reads the file lean (``ferry.models.lean``) and stores the frozen form; a
+second load of the same file must come from the cache (no unpickling). In a fresh process
+neither imports scikit-learn. Both give exactly the estimator's own outputs on every batch
+size and on NaN, and an unusable entry falls back to reading the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -105,19 +107,28 @@ CASES = [(name, False) for name in MODELS] + [
 
 @pytest.mark.parametrize(("name", "proba"), CASES)
 def test_the_second_load_serves_the_frozen_form_with_identical_answers(
-    tmp_path: Path, make_source: MakeSource, name: str, proba: bool
+    tmp_path: Path,
+    make_source: MakeSource,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    proba: bool,
 ) -> None:
     estimator, X = _fit(name)
     path = tmp_path / f"{name}.joblib"
     joblib.dump(estimator, path)
     source = _cached_source(make_source, path, tmp_path / "cache", predict_proba=proba)
+    plain = load_source(dataclasses.replace(source, compiled_cache=None))
+    assert not isinstance(_served(plain), FrozenForest | FrozenBooster)
 
+    caplog.set_level(logging.INFO, logger="ferry.models.loaders.pickle")
     first = load_source(source)
-    assert not isinstance(_served(first), FrozenForest | FrozenBooster)
+    assert isinstance(_served(first), FrozenForest | FrozenBooster), "read lean"
+    assert "compiled form cached" not in caplog.text
     assert list((tmp_path / "cache" / "compiled").iterdir()), "the first load stores an entry"
     second = load_source(source)
     assert isinstance(_served(second), FrozenForest | FrozenBooster)
-    assert second.signature == first.signature
+    assert "compiled form cached" in caplog.text
+    assert second.signature == first.signature == plain.signature
 
     own = estimator.predict_proba if proba else estimator.predict  # type: ignore[attr-defined]
     batches = [_rows(X, n) for n in (1, 7, 64, 1000)]
@@ -125,9 +136,10 @@ def test_the_second_load_serves_the_frozen_form_with_identical_answers(
         batches.append(_rows(X, 50, nan=True))
     for batch in batches:
         expected = np.asarray(own(batch))
-        got = second.predict_rows(Rows(batch)).values
-        assert got.dtype == expected.dtype
-        assert got.tobytes() == expected.tobytes(), f"{len(batch)} rows differ"
+        for model in (plain, first, second):
+            got = model.predict_rows(Rows(batch)).values
+            assert got.dtype == expected.dtype
+            assert got.tobytes() == expected.tobytes(), f"{len(batch)} rows differ"
 
 
 def test_a_regressor_asked_for_probabilities_still_fails_to_load(
@@ -149,9 +161,16 @@ def test_models_without_a_fast_path_are_not_cached(tmp_path: Path, make_source: 
     assert not (tmp_path / "cache" / "compiled").exists()
 
 
+def _from_cache(caplog: pytest.LogCaptureFixture, load: Any) -> bool:
+    caplog.clear()
+    load()
+    return "compiled form cached" in caplog.text
+
+
 def test_unusable_entries_fall_back_to_the_pickle_and_are_rewritten(
-    tmp_path: Path, make_source: MakeSource
+    tmp_path: Path, make_source: MakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ferry.models.loaders.pickle")
     estimator, X = _fit("rf-iris")
     path = tmp_path / "rf.joblib"
     joblib.dump(estimator, path)
@@ -160,30 +179,36 @@ def test_unusable_entries_fall_back_to_the_pickle_and_are_rewritten(
     (entry,) = (tmp_path / "cache" / "compiled").iterdir()
 
     entry.write_bytes(b"not a pickle")
-    assert not isinstance(_served(load_source(source)), FrozenForest)
-    assert isinstance(_served(load_source(source)), FrozenForest), "rewritten by the fallback"
+    assert not _from_cache(caplog, lambda: load_source(source))
+    assert _from_cache(caplog, lambda: load_source(source)), "rewritten by the fallback"
 
     frozen = compiled.lookup(compiled.entry_path(tmp_path / "cache", path))
     assert frozen is not None
     frozen.written_by = "0.0.1"  # as if written before an upgrade of scikit-learn
     entry.write_bytes(pickle.dumps(frozen))
     assert compiled.lookup(compiled.entry_path(tmp_path / "cache", path)) is None
+    assert not _from_cache(caplog, lambda: load_source(source))
     model = load_source(source)
-    assert not isinstance(_served(model), FrozenForest)
     assert model.predict_rows(Rows(X[:5])).values.tolist() == estimator.predict(X[:5]).tolist()
 
 
 def test_a_changed_model_file_never_reads_the_old_entry(
-    tmp_path: Path, make_source: MakeSource
+    tmp_path: Path, make_source: MakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ferry.models.loaders.pickle")
     X, y = datasets.load_iris(return_X_y=True)
     path = tmp_path / "rf.joblib"
     joblib.dump(RandomForestClassifier(5, random_state=0).fit(X, y), path)
     load_source(_cached_source(make_source, path, tmp_path / "cache"))
     newer = RandomForestClassifier(7, random_state=1).fit(X, y)
     joblib.dump(newer, path)
-    model = load_source(_cached_source(make_source, path, tmp_path / "cache"))
-    assert not isinstance(_served(model), FrozenForest)
+    model: Any = None
+
+    def load() -> None:
+        nonlocal model
+        model = load_source(_cached_source(make_source, path, tmp_path / "cache"))
+
+    assert not _from_cache(caplog, load)
     assert model.predict_rows(Rows(X)).values.tolist() == newer.predict(X).tolist()
 
 
@@ -207,8 +232,8 @@ from ferry.config import ModelSpec
 from ferry.models.base import ModelSource
 from ferry.types import Rows
 
-path, cache = Path(sys.argv[1]), Path(sys.argv[2])
-spec = ModelSpec(uri=str(path), framework="pickle", predict_proba=True)
+path, cache, proba = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[4] == "proba"
+spec = ModelSpec(uri=str(path), framework="pickle", predict_proba=proba)
 source = ModelSource(spec=spec, path=path, framework="pickle", name="m",
                      load_after_fork=False, compiled_cache=cache)
 model = source.load()
@@ -219,25 +244,29 @@ print(json.dumps({"outputs": out.tolist(), "dtype": str(out.dtype), "loaded": lo
 """
 
 
-@pytest.mark.parametrize("name", ["rf-iris", "xgb-binary"])
-def test_a_fresh_process_serves_from_the_cache_without_importing_scikit_learn(
-    tmp_path: Path, make_source: MakeSource, name: str
+@pytest.mark.parametrize("cached", [False, True], ids=["first-load", "from-cache"])
+@pytest.mark.parametrize("name", ["rf-iris", "rf-regressor", "xgb-binary", "xgb-regressor"])
+def test_a_fresh_process_serves_the_model_without_importing_scikit_learn(
+    tmp_path: Path, make_source: MakeSource, name: str, cached: bool
 ) -> None:
     estimator, X = _fit(name)
     path = tmp_path / f"{name}.joblib"
     joblib.dump(estimator, path)
-    load_source(_cached_source(make_source, path, tmp_path / "cache", predict_proba=True))
+    proba = "regressor" not in name
+    if cached:
+        load_source(_cached_source(make_source, path, tmp_path / "cache", predict_proba=proba))
     rows = _rows(X, 64)
     script = textwrap.dedent(_FRESH_PROCESS)
     cache, data = str(tmp_path / "cache"), json.dumps(rows.tolist())
     result = subprocess.run(
-        [sys.executable, "-c", script, str(path), cache, data],
+        [sys.executable, "-c", script, str(path), cache, data, "proba" if proba else "-"],
         capture_output=True,
         text=True,
         check=True,
     )
     answer = json.loads(result.stdout)
     assert answer["loaded"] == {"sklearn": False, "scipy.stats": False, "pandas": False}
-    expected = estimator.predict_proba(rows)  # type: ignore[attr-defined]
+    own = estimator.predict_proba if proba else estimator.predict  # type: ignore[attr-defined]
+    expected = own(rows)
     assert answer["dtype"] == str(expected.dtype)
     assert answer["outputs"] == expected.tolist()
