@@ -9,10 +9,10 @@
     (no control plane running: deploy starts it, in a new state dir each run) and warm
     (control plane and gateway up, a new API each run). The gateway is polled every 20 ms
     from the moment ``ferry deploy`` is spawned. Cold runs come in two kinds: a model file
-    ferry has never seen (an empty model cache: the replica imports scikit-learn) and one
-    it has served before (its compiled form is cached, see docs/models.md). Every run
-    uses a scratch ``XDG_CACHE_HOME``, so runs do not depend on the user's cache. Target
-    < 3 s.
+    ferry has never seen (an empty model cache: the replica reads the pickle lean, without
+    scikit-learn) and one it has served before (its compiled form is cached, see
+    docs/models.md). Every run uses a scratch ``XDG_CACHE_HOME``, so runs do not depend on
+    the user's cache. Target < 3 s.
 (c) failed requests (non-2xx + socket errors, as wrk counts them) through the gateway
     during a rolling update under load (a changed ``config`` value redeployed while wrk
     runs) and during a SIGKILL of one of two replicas under load.
@@ -586,9 +586,10 @@ def report(results: dict[str, Any], command: str) -> str:
         "`ferry deploy` command's own start-up (~0.5 s of imports). Cold, `ferry deploy` "
         "starts the control plane, which starts the zygote; the replica is forked once "
         "`ferry serve`'s modules are in (under a second), while the zygote's second stage "
-        "still imports scikit-learn, SciPy and pandas (~2 s alone on this machine). A model "
-        "file ferry has never seen needs them, so that first replica imports them itself; "
-        "one whose compiled form is cached does not. On 2 cores every process of a cold "
+        "still imports scikit-learn, SciPy and pandas (~2 s alone on this machine). Neither "
+        "kind of model file needs them: one ferry has never seen is read lean (its pickle's "
+        "arrays, without scikit-learn; docs/models.md), one it has served before comes "
+        "from the compiled cache. On 2 cores every process of a cold "
         "start (the CLI, the control plane, both zygote stages, the replica) competes with "
         "whatever else runs: compare the load averages per run.",
         "- (c) A wrk `read` error is a connection the gateway closed without an answer; "
