@@ -145,7 +145,7 @@ def _project(
 @click.option(
     "--compiled-cache/--no-compiled-cache",
     default=None,
-    help="Keep tree models' compiled form in the cache for fast restarts. [on]",
+    help="Read tree-model pickles without scikit-learn and cache their compiled form. [on]",
 )
 @click.option("--s3-endpoint-url", default=None, help="S3-compatible endpoint for s3:// URIs.")
 def serve(**options: Any) -> None:
