@@ -24,7 +24,6 @@ import hashlib
 import importlib.metadata
 import logging
 import pickle
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ferry.models.cache import file_sha256, write_atomic
+from ferry.models.imports import import_lean
 
 __all__ = [
     "FORMAT",
@@ -211,19 +211,8 @@ def _freeze_booster(estimator: Any) -> FrozenBooster | None:
 def import_xgboost() -> Any:
     """Import XGBoost; without its scikit-learn integration unless scikit-learn is loaded.
 
-    ``import xgboost`` imports scikit-learn (and SciPy and pandas with it) only for its
-    wrapper classes, which a frozen booster does not use. In a process that has not
-    imported scikit-learn (a server starting from the cache), ferry hides it for the
-    import. The wrappers then lack scikit-learn's mixins, which is harmless in a server
-    process: it serves this one model through the bare Booster.
+    A frozen booster does not use XGBoost's wrapper classes, so a process that has not
+    imported scikit-learn (a server starting from the cache) skips it; see
+    ``ferry.models.imports``.
     """
-    if "xgboost" in sys.modules or "sklearn" in sys.modules:
-        import xgboost
-
-        return xgboost
-    sys.modules["sklearn"] = None  # type: ignore[assignment]
-    try:
-        import xgboost
-    finally:
-        del sys.modules["sklearn"]
-    return xgboost
+    return import_lean("xgboost")

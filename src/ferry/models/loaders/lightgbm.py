@@ -9,6 +9,7 @@ import numpy as np
 
 from ferry.errors import ModelLoadError
 from ferry.models.base import ModelSource
+from ferry.models.imports import import_lean
 from ferry.models.loaders.booster_model import BoosterModel
 from ferry.models.loaders.booster_task import BoosterTask, TaskKind
 from ferry.models.loaders.load_error import load_error
@@ -65,7 +66,8 @@ class LightGBMModel(BoosterModel):
 
 def _read_booster(path: Path) -> Any:
     try:
-        import lightgbm
+        # A native booster predicting NumPy rows needs neither scikit-learn nor pandas.
+        lightgbm = import_lean("lightgbm", hide=("sklearn", "pandas"))
     except ImportError as error:
         raise ModelLoadError(
             f"{path.name}: LightGBM models need lightgbm: pip install 'ferry[lightgbm]'"

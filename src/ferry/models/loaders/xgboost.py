@@ -14,6 +14,7 @@ import numpy as np
 
 from ferry.errors import ModelLoadError
 from ferry.models.base import ModelSource
+from ferry.models.imports import import_lean
 from ferry.models.loaders.booster_model import BoosterModel
 from ferry.models.loaders.booster_task import BoosterTask, TaskKind
 from ferry.models.loaders.load_error import load_error
@@ -69,7 +70,7 @@ class XGBoostModel(BoosterModel):
 
 def _read_booster(path: Path) -> Any:
     try:
-        import xgboost
+        xgboost = import_lean("xgboost")  # a native booster needs no scikit-learn
     except ImportError as error:
         raise ModelLoadError(
             f"{path.name}: XGBoost models need xgboost: pip install 'ferry[xgboost]'"
