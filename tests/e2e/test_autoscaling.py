@@ -12,11 +12,6 @@ FERRY_GATEWAY_PORT, ``--output json``, and HTTP through the gateway.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.cluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -67,43 +63,14 @@ UP_WITHIN_S = 60.0  # a decision every 10 s; the first full window of load is ~1
 DOWN_WITHIN_S = 75.0  # window 10 s + stabilization 20 s + decision ticks + draining
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class Cluster(LocalCluster):
+    timeout_s = 120.0
 
-
-class Cluster:
     def __init__(self, root: Path) -> None:
-        self.project = root / "project"
+        super().__init__(root)
         self.project.mkdir()
         (self.project / "predictor.py").write_text(PREDICTOR)
         (self.project / "ferry.yaml").write_text(SPEC)
-        self.state = root / "state"
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "FERRY_STATE_DIR": str(self.state),
-            "FERRY_GATEWAY_PORT": str(self.port),
-        }
-        self.gateway = f"http://127.0.0.1:{self.port}"
-
-    def ferry(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "ferry", *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ferry(*args, "--output", "json").stdout)
 
     def replicas(self) -> dict[str, int]:
         apis = {api["name"]: api for api in self.json("get")["apis"]}
@@ -117,16 +84,7 @@ class Cluster:
 def cluster(tmp_path: Path) -> Any:
     made = Cluster(tmp_path)
     yield made
-    made.ferry("cluster", "down", check=False)
-    deadline = time.monotonic() + 15
-    leftovers = ""
-    while time.monotonic() < deadline:
-        leftovers = subprocess.run(
-            ["pgrep", "-f", str(made.state)], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if not leftovers:
-            break
-        time.sleep(0.5)
+    leftovers = made.down()
     assert leftovers == "", f"processes left behind after `ferry cluster down`: {leftovers}"
 
 

@@ -14,15 +14,14 @@ import pty
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.cluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,54 +48,15 @@ SPEC = """
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Cluster:
+class Cluster(LocalCluster):
     def __init__(self, root: Path) -> None:
-        self.project = root / "project"
+        super().__init__(root)
         self.project.mkdir()
         (self.project / "predictor.py").write_text(PREDICTOR)
         (self.project / "ferry.yaml").write_text(SPEC)
-        self.state = root / "state"
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "FERRY_STATE_DIR": str(self.state),
-            "FERRY_GATEWAY_PORT": str(self.port),
-        }
-        self.gateway = f"http://127.0.0.1:{self.port}"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "ferry", *args]
-
-    def ferry(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            self.argv(*args),
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ferry(*args, "--output", "json").stdout)
 
     def replicas(self, api: str) -> set[str]:
-        return {replica["id"] for replica in self.json("describe", api)["replica_list"]}
-
-    def control_pid(self) -> int:
-        return int(json.loads((self.state / "control.json").read_text())["pid"])
+        return self.replica_ids(api)
 
 
 @pytest.fixture(scope="module")

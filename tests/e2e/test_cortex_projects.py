@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.cluster import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,14 +27,6 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "cortex_project"
 SETOSA = {"sepal_length": 5.2, "sepal_width": 3.6, "petal_length": 1.4, "petal_width": 0.3}
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 LABELS = {"setosa", "versicolor", "virginica"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ gateway, each on free ports under a temporary state directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.cluster import LocalCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,46 +25,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cortex"
 LABELS = {"setosa", "versicolor", "virginica"}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Cluster:
+class Cluster(LocalCluster):
     def __init__(self, root: Path) -> None:
-        self.project = root / "project"
+        super().__init__(root)
         shutil.copytree(EXAMPLE, self.project)
-        self.state = root / "state"
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "FERRY_STATE_DIR": str(self.state),
-            "FERRY_GATEWAY_PORT": str(self.port),
-        }
-        self.gateway = f"http://127.0.0.1:{self.port}"
-
-    def ferry(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "ferry", *args],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        if check:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.ferry(*args, "--output", "json").stdout)
-
-    def control_pid(self) -> int:
-        return int(json.loads((self.state / "control.json").read_text())["pid"])
 
 
 @pytest.fixture
@@ -76,8 +40,7 @@ def cluster(tmp_path: Path) -> Any:
 
 
 def replica_ids(cluster: Cluster, api: str) -> set[str]:
-    described = cluster.json("describe", api)
-    return {replica["id"] for replica in described["replica_list"]}
+    return cluster.replica_ids(api)
 
 
 def test_deploy_predict_survive_a_control_plane_kill_and_tear_down(cluster: Cluster) -> None:
