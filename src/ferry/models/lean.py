@@ -128,6 +128,10 @@ def _dry_read(path: Path) -> tuple[Any, set[tuple[str, str]]] | None:
             if module.split(".")[0] in _REAL_MODULES or (module, name) in _REAL_GLOBALS:
                 return super().find_class(module, name)
             origin = (module, name)
+            if not _may_build(origin):
+                # Pickles name their outer class first: a large model of another kind is
+                # declined before its arrays are read.
+                raise _DeclinedError(origin)
             origins.add(origin)
             if origin not in stubs:
                 stubs[origin] = type(name, (_Stub,), {"origin": origin})
@@ -139,10 +143,25 @@ def _dry_read(path: Path) -> tuple[Any, set[tuple[str, str]]] | None:
             _validate_fileobject_and_memmap(file, str(path), None) as (stream, _),
         ):
             root = DryUnpickler(str(path), stream, True).load()
+    except _DeclinedError as declined:
+        _log.debug("%s: no lean read for %s.%s", path.name, *declined.args[0])
+        return None
     except Exception as error:  # not ours to judge: the normal read reports it
         _log.debug("%s: no dry read (%s)", path.name, error)
         return None
     return root, origins
+
+
+class _DeclinedError(Exception):
+    """The pickle names a class no lean read builds."""
+
+
+def _may_build(origin: tuple[str, str]) -> bool:
+    module, name = origin
+    if origin in _XGBOOST_GLOBALS or origin == _SKLEARN_TREE:
+        return True
+    members = _MEMBER_KINDS["classifier"] | _MEMBER_KINDS["regressor"]
+    return module.startswith("sklearn.") and (name in _FOREST_KINDS or name in members)
 
 
 def _forest(root: Any, path: Path) -> FrozenForest | None:

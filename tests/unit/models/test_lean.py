@@ -226,3 +226,25 @@ def test_xgboost_wrappers_read_lean_answer_like_the_estimator(tmp_path: Path, ki
         proba = fast_predict(frozen, proba=True)
         assert proba is not None
         assert proba(rows).tobytes() == estimator.predict_proba(rows).tobytes()
+
+
+def test_a_pickle_of_another_kind_is_declined_before_its_arrays_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    X, y = _iris()
+    path = _dump(LogisticRegression(max_iter=300).fit(X, y), tmp_path / "lr.joblib", "joblib")
+    reads: list[object] = []
+    original = NumpyArrayWrapper.read
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NumpyArrayWrapper, "read", counting)
+    assert lean.read_lean(path) is None
+    assert reads == []
+    forest = _dump(RandomForestClassifier(2).fit(X, y), tmp_path / "rf.joblib", "joblib")
+    assert lean.read_lean(forest) is not None
+    assert reads, "a forest's arrays are read"
