@@ -108,6 +108,7 @@ def build_app(
     invocations = sagemaker.invocations_app(runner, default_accept)
 
     async def metrics_endpoint(_: Request) -> Response:
+        asgi.flush_metrics()  # this process's tallies; other workers flush on their tick
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [

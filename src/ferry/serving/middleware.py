@@ -17,7 +17,7 @@ import orjson
 
 from ferry.errors import FerryError, Overloaded, PayloadTooLarge, status_for
 from ferry.monitoring.logging import AccessLog
-from ferry.monitoring.metrics import ServerMetrics
+from ferry.monitoring.metrics import FLUSH_INTERVAL_S, RequestTally, ServerMetrics
 from ferry.serving.protocols.sagemaker_runtime import PATH_PREFIX as RUNTIME_PREFIX
 from ferry.serving.protocols.sagemaker_runtime import endpoint_name
 
@@ -102,7 +102,8 @@ class RequestMiddleware:
         self._exempt = exempt  # health and metrics answer even when overloaded
         self._inflight = 0
         self._prefix = os.urandom(3).hex()
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._tallies: dict[tuple[str, str, int], RequestTally] = {}
+        self._flushed_at = 0.0
         self._counter = 0
 
     def _request_id(self, scope: Scope) -> str:
@@ -132,7 +133,6 @@ class RequestMiddleware:
             await send(message)
 
         self._inflight += 1
-        self._metrics.in_flight.inc()
         try:
             rejection = self._reject(scope, path)
             if rejection is not None:
@@ -141,8 +141,16 @@ class RequestMiddleware:
                 await self._call_app(scope, receive, send_with_id, request_id)
         finally:
             self._inflight -= 1
-            self._metrics.in_flight.dec()
-            self._record(scope, path, status[0], time.perf_counter() - started, request_id)
+            now = time.perf_counter()
+            self._record(scope, path, status[0], now - started, request_id)
+            if not self._inflight or now - self._flushed_at >= FLUSH_INTERVAL_S:
+                self._metrics.flush(self._inflight)
+                self._flushed_at = now
+
+    def flush_metrics(self) -> None:
+        """Write the tallied request metrics out (before a scrape, on the server's tick)."""
+        self._metrics.flush(self._inflight)
+        self._flushed_at = time.perf_counter()
 
     def _reject(self, scope: Scope, path: str) -> FerryError | None:
         if path in self._exempt:
@@ -186,17 +194,12 @@ class RequestMiddleware:
     def _record(self, scope: Scope, path: str, status: int, seconds: float, rid: str) -> None:
         method: str = scope["method"]
         key = (path, method, status)
-        children = self._children.get(key)
-        if children is None:
-            route = route_label(path, self._known)
-            children = (
-                self._metrics.requests.labels(route, method, str(status)),
-                self._metrics.latency.labels(route),
-            )
-            if len(self._children) < 1024:  # unknown paths must not grow this without bound
-                self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._metrics.tally(route_label(path, self._known), method, str(status))
+            if len(self._tallies) < 1024:  # unknown paths must not grow this without bound
+                self._tallies[key] = tally
+        tally.add(seconds)
         if self._access_log is not None:
             client = scope.get("client")
             self._access_log.write(method, path, status, seconds, rid, client[0] if client else "-")

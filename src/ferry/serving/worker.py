@@ -14,8 +14,7 @@ import uvicorn
 
 from ferry.config import ServerSettings
 from ferry.models.base import LoadedModel, ModelSource
-from ferry.monitoring.logging import AccessLog
-from ferry.serving.app import build_app
+from ferry.serving.app import ServerApp, build_app
 
 __all__ = ["EXIT_CANNOT_BOOT", "HeartbeatBoard", "run_worker"]
 
@@ -60,24 +59,27 @@ class HeartbeatBoard:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, plus a heartbeat on every tick of its main loop."""
+    """uvicorn's server, plus a heartbeat on every tick of its main loop.
+
+    The tick (every 0.1 s) also writes out the access log and the tallied request metrics.
+    """
 
     def __init__(
-        self,
-        config: uvicorn.Config,
-        board: HeartbeatBoard,
-        slot: int,
-        access_log: AccessLog | None,
+        self, config: uvicorn.Config, board: HeartbeatBoard, slot: int, app: ServerApp
     ) -> None:
         super().__init__(config)
         self._board = board
         self._slot = slot
-        self._access_log = access_log
+        self._app = app
+
+    def _flush(self) -> None:
+        self._app.asgi.flush_metrics()
+        if self._app.access_log is not None:
+            self._app.access_log.flush()
 
     async def on_tick(self, counter: int) -> bool:
         self._board.beat(self._slot)
-        if self._access_log is not None:
-            self._access_log.flush()
+        self._flush()
         return await super().on_tick(counter)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -90,8 +92,7 @@ class _Server(uvicorn.Server):
         if self.server_state.connections:
             await asyncio.sleep(ACCEPT_GRACE_S)
         await super().shutdown(sockets)
-        if self._access_log is not None:
-            self._access_log.flush()
+        self._flush()
 
 
 def _loop_and_http() -> tuple[str, str]:
@@ -146,7 +147,7 @@ def run_worker(
         limit_concurrency=None,
         backlog=2048,
     )
-    server = _Server(config, board, slot, app.access_log)
+    server = _Server(config, board, slot, app)
     board.beat(slot)
     server.run(sockets=[sock])
     return EXIT_CANNOT_BOOT if boot_error else 0
