@@ -64,6 +64,7 @@ class ModelRunner:
         self._ready = False
         self._failure: str | None = None
         self._info = self._make_info(model.signature if model else Signature())
+        self._deadlines = _Deadlines(settings.timeout_s)
         spec = source.spec
         threads = settings.predictor_threads if source.framework == "python" else 1
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
@@ -179,12 +180,11 @@ class ModelRunner:
         return f"model {self._source.name!r} is loading; retry shortly"
 
     async def _with_timeout(self, future: asyncio.Future[Any]) -> Any:
-        timeout = self._settings.timeout_s
-        handle = asyncio.get_running_loop().call_later(timeout, _expire, future, timeout)
+        slot = self._deadlines.watch(future)
         try:
             return await future
         finally:
-            handle.cancel()
+            slot.discard(future)
 
     @staticmethod
     def _post_predict(model: LoadedModel, result: Any, request: PayloadRequest) -> None:
@@ -288,6 +288,38 @@ class ModelRunner:
         )
 
 
-def _expire(future: asyncio.Future[Any], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(RequestTimeout(f"prediction did not finish within {timeout:g} s"))
+class _Deadlines:
+    """Request timeouts without a timer per request.
+
+    Requests are grouped by arrival into slots of ``granularity`` seconds, and one timer per
+    slot fails whatever of it is still waiting ``timeout`` after the slot closed. A request
+    therefore times out between ``timeout`` and ``timeout + granularity`` after it started,
+    never earlier. A timer (created and cancelled) per request was a visible share of a
+    small prediction.
+    """
+
+    __slots__ = ("_granularity", "_slot", "_slot_ends", "_timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._granularity = min(0.05, timeout / 20)
+        self._slot: set[asyncio.Future[Any]] = set()
+        self._slot_ends = float("-inf")
+
+    def watch(self, future: asyncio.Future[Any]) -> set[asyncio.Future[Any]]:
+        """Fail ``future`` if it is not done in time; discard it from the set returned once done."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= self._slot_ends:
+            self._slot = set()
+            self._slot_ends = now + self._granularity
+            loop.call_at(self._slot_ends + self._timeout, _expire, self._slot, self._timeout)
+        self._slot.add(future)
+        return self._slot
+
+
+def _expire(slot: set[asyncio.Future[Any]], timeout: float) -> None:
+    for future in slot:
+        if not future.done():
+            future.set_exception(RequestTimeout(f"prediction did not finish within {timeout:g} s"))
+    slot.clear()
