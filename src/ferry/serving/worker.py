@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import mmap
 import socket
@@ -104,6 +105,19 @@ def _loop_and_http() -> tuple[str, str]:
     return "uvloop", "httptools"
 
 
+def _ready(board: HeartbeatBoard, slot: int) -> None:
+    """The model is loaded and warm: tell the supervisor, and freeze what is alive now.
+
+    Everything alive at this point (modules, the model, the app) lives as long as the
+    process. Frozen, the garbage collector's full collections no longer walk it: under load
+    they were several percent of a small prediction's CPU time, and each one wrote to every
+    object's header, copying the pages this worker shares with the supervisor. ``freeze``
+    itself touches no object.
+    """
+    board.mark_ready(slot)
+    gc.freeze()
+
+
 def run_worker(
     settings: ServerSettings,
     source: ModelSource,
@@ -128,7 +142,7 @@ def run_worker(
         source,
         model=model,
         on_boot_failure=on_boot_failure,
-        on_ready=lambda: board.mark_ready(slot),
+        on_ready=lambda: _ready(board, slot),
         ready_gate=board.all_ready,
     )
     loop, http = _loop_and_http()
