@@ -123,7 +123,7 @@ class RequestMiddleware:
         request_id = self._request_id(scope)
         scope[REQUEST_ID_KEY] = request_id
         path: str = scope["path"]
-        status = [500]
+        status = [0]  # 0 until the response starts
         rid_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -134,15 +134,17 @@ class RequestMiddleware:
 
         self._inflight += 1
         try:
-            rejection = self._reject(scope, path)
+            rejection, bounded = self._reject(scope, path)
             if rejection is not None:
                 await _send_error(send_with_id, rejection, request_id)
             else:
-                await self._call_app(scope, receive, send_with_id, request_id)
+                if not bounded:
+                    receive = _BodyLimit(receive, self._max_body)
+                await self._call_app(scope, receive, send_with_id, request_id, status)
         finally:
             self._inflight -= 1
             now = time.perf_counter()
-            self._record(scope, path, status[0], now - started, request_id)
+            self._record(scope, path, status[0] or 500, now - started, request_id)
             if not self._inflight or now - self._flushed_at >= FLUSH_INTERVAL_S:
                 self._metrics.flush(self._inflight)
                 self._flushed_at = now
@@ -152,30 +154,34 @@ class RequestMiddleware:
         self._metrics.flush(self._inflight)
         self._flushed_at = time.perf_counter()
 
-    def _reject(self, scope: Scope, path: str) -> FerryError | None:
+    def _reject(self, scope: Scope, path: str) -> tuple[FerryError | None, bool]:
+        """Why the request is turned away, if it is; and whether its body is known in size.
+
+        A body with a ``Content-Length`` within the limit cannot grow past it (the HTTP
+        server reads exactly that many bytes), so only other bodies are counted as they
+        stream in.
+        """
         if path in self._exempt:
-            return None
+            return None, False
         if self._inflight > self._max_inflight:
             self._metrics.rejected.labels("overloaded").inc()
-            return Overloaded(
+            overloaded = Overloaded(
                 f"server is at its limit of {self._max_inflight} requests in flight; retry later"
             )
+            return overloaded, False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if value.isdigit() and int(value) > self._max_body:
+                if not value.isdigit():
+                    return None, False
+                if int(value) > self._max_body:
                     self._metrics.rejected.labels("too_large").inc()
-                    return PayloadTooLarge(_too_large(self._max_body))
-                break
-        return None
+                    return PayloadTooLarge(_too_large(self._max_body)), False
+                return None, True
+        return None, False
 
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
-        started = [False]
-
-        async def tracking_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started[0] = True
-            await send(message)
-
+    async def _call_app(
+        self, scope: Scope, receive: Receive, send: Send, rid: str, status: list[int]
+    ) -> None:
         app = None
         if scope["method"] == "POST":
             path = scope["path"]
@@ -183,12 +189,12 @@ class RequestMiddleware:
             if app is None and path.startswith(RUNTIME_PREFIX):
                 app = self._runtime
         try:
-            await (app or self._app)(scope, _BodyLimit(receive, self._max_body), tracking_send)
+            await (app or self._app)(scope, receive, send)
         except Exception as error:
             if not isinstance(error, FerryError):
                 log.exception("unhandled error (request id %s)", rid)
                 error = FerryError("internal server error; see the server log for this request id")
-            if not started[0]:
+            if not status[0]:  # nothing sent yet
                 await _send_error(send, error, rid)
 
     def _record(self, scope: Scope, path: str, status: int, seconds: float, rid: str) -> None:
