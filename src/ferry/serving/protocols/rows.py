@@ -24,11 +24,15 @@ _FRAME_SCALAR_TYPES: frozenset[type] = frozenset((int, float, str, bool, type(No
 _NUMERIC_KINDS = frozenset("iuf")
 
 
-def rows_from_json(data: Any, signature: Signature, *, may_hold_bools: bool = True) -> Rows:
+def rows_from_json(
+    data: Any, signature: Signature, *, may_hold_bools: bool = True, only_numbers: bool = False
+) -> Rows:
     """Rows from parsed JSON: a list of rows, one row, one record or a list of records.
 
     ``may_hold_bools=False`` (the raw body has no ``true``/``false``) allows a fast path
-    for numeric rows: numpy would silently read booleans as 0/1.
+    for numeric rows: numpy would silently read booleans as 0/1. ``only_numbers=True``
+    (the raw body has no string and no null either) lets that path skip numpy's type
+    inference: numpy would read a string like "1.5" as a number and null as NaN.
     """
     if isinstance(data, dict):
         return _rows_from_records([data], signature)
@@ -42,7 +46,7 @@ def rows_from_json(data: Any, signature: Signature, *, may_hold_bools: bool = Tr
     first = data[0]
     if isinstance(first, list):
         if not may_hold_bools and not signature.needs_dataframe:
-            fast = _numeric_rows(data, signature)
+            fast = _numeric_rows(data, signature, only_numbers=only_numbers)
             if fast is not None:
                 return fast
         return _rows_from_lists(data, signature)
@@ -101,14 +105,15 @@ def rows_from_columns(columns: Mapping[str, np.ndarray[Any, Any]], signature: Si
 # --- lists of rows ------------------------------------------------------------------------
 
 
-def _numeric_rows(data: list[Any], signature: Signature) -> Rows | None:
+def _numeric_rows(data: list[Any], signature: Signature, *, only_numbers: bool) -> Rows | None:
     """Rows of plain numbers, converted in one C pass; None sends the caller the long way.
 
     Without a dtype numpy infers one: strings, nulls and ragged rows come out as another
-    kind (or raise), and then the careful path names the offending cell.
+    kind (or raise), and then the careful path names the offending cell. When the body
+    holds only numbers, converting straight to float64 gives the same values.
     """
     try:
-        values = np.array(data)
+        values = np.array(data, dtype=np.float64) if only_numbers else np.array(data)
     except ValueError:
         return None
     if values.ndim != 2 or values.dtype.kind not in "if" or values.shape[1] == 0:

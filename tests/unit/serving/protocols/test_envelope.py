@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import orjson
 import pytest
 
 from ferry.errors import BadRequest
@@ -40,3 +42,34 @@ def test_booleans_are_not_numbers(body: bytes) -> None:
     signature = NAMED if body.startswith(b"[{") else WIDTH
     with pytest.raises(BadRequest, match=r"(true|false) is not a number"):
         rows_from_json_body(body, signature)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[[1, 2.5, -3e-2, 4E+1], [5, 6, 7, 8]]",
+        b"[[-0.0, 0, 9007199254740993, -9223372036854775808]]",
+        b"[[1e308, -1e-308, 123456789012345678, 0.1]]",
+        b"[[1, 2, 3, 4]]",
+    ],
+)
+def test_bodies_of_plain_numbers_convert_exactly_as_with_type_inference(body: bytes) -> None:
+    rows, _ = rows_from_json_body(body, WIDTH)
+    inferred = np.array(orjson.loads(body)).astype(np.float64)
+    assert rows.values.dtype == np.float64
+    assert rows.values.tobytes() == inferred.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'[[1, 2, "3.5", 4]]', "is not a number"),
+        (b"[[1, 2, null, 4]]", "is not a number"),
+        (b"[[1, 2, 3, 4], [1, 2, 3]]", "row 1 has 3 values, expected 4"),
+        (b"[[1, 2, 3, 4], 5]", "row 1 is"),
+        (b"[[[1, 2, 3, 4]]]", "nested too deeply"),
+    ],
+)
+def test_strings_nulls_and_ragged_rows_are_still_refused(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        rows_from_json_body(body, WIDTH)
