@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from ferry.config import ModelSpec, ServerSettings
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.monitoring.metrics import FLUSH_INTERVAL_S, ServerMetrics
+from ferry.serving import middleware
 from ferry.serving.app import ServerApp, build_app
 from ferry.types import Prediction, Rows, Signature
 
@@ -104,7 +106,10 @@ async def test_a_request_is_written_out_when_nothing_else_is_in_flight() -> None
     await app.runner.stop()
 
 
-async def test_while_others_run_a_finished_request_waits_for_the_next_flush() -> None:
+async def test_while_others_run_a_finished_request_waits_for_the_next_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(middleware, "FLUSH_INTERVAL_S", 60.0)  # however slow this machine is
     model = GatedModel()
     app, metrics = _app(model)
     await app.runner.start()
