@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 ROW = [[5.1, 3.5, 1.4, 0.2]]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 SLOW = """
+import pathlib
 import time
 
 class PythonPredictor:
@@ -31,6 +32,7 @@ class PythonPredictor:
         pass
 
     def predict(self, payload):
+        pathlib.Path(__file__).with_suffix(".predicting").touch()  # tests wait for it
         time.sleep(1.5)
         return {"slept": True}
 """
@@ -370,8 +372,13 @@ def test_stop_replica_drains_an_in_flight_request(cluster: Cluster) -> None:
     worker = threading.Thread(
         target=lambda: result.append(httpx.post(f"http://{address}/predict", json=1, timeout=10))
     )
+    marker = cluster.root / "slow.predicting"
+    marker.unlink(missing_ok=True)
     worker.start()
-    time.sleep(0.5)  # the request is inside predict now
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), "the request never reached predict"
     cluster.backend.stop_replica("slow-0")
     states = {s.replica_id: s.state for s in cluster.backend.observe()}
     assert states.get("slow-0") in (ReplicaState.TERMINATING, None)
