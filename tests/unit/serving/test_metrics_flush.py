@@ -8,44 +8,25 @@ the server's tick, which calls ``flush_metrics``).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from tests.unit.serving.gated import GatedSumModel
 
 from ferry.config import ModelSpec, ServerSettings
-from ferry.models.base import LoadedModel, ModelSource
+from ferry.models.base import ModelSource
 from ferry.monitoring.metrics import FLUSH_INTERVAL_S, ServerMetrics
 from ferry.serving import middleware
 from ferry.serving.app import ServerApp, build_app
-from ferry.types import Prediction, Rows, Signature
 
 PREDICT_200 = {"route": "/predict", "method": "POST", "status": "200"}
 HEALTHZ_200 = {"route": "/healthz", "method": "GET", "status": "200"}
 
 
-class GatedModel(LoadedModel):
-    name = "gated"
-    framework = "pickle"
-    signature = Signature(n_features=2)
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def predict_rows(self, rows: Rows) -> Prediction:
-        self.gate.wait(5)
-        return Prediction(np.asarray(rows.values).sum(axis=1))
-
-    def warmup(self) -> None:
-        pass
-
-
-def _app(model: GatedModel) -> tuple[ServerApp, ServerMetrics]:
+def _app(model: GatedSumModel) -> tuple[ServerApp, ServerMetrics]:
     spec = ModelSpec(uri="gated.joblib")
     source = ModelSource(spec, Path("gated.joblib"), "pickle", "gated", False)
     metrics = ServerMetrics("gated", registry=CollectorRegistry())
@@ -82,7 +63,7 @@ def _value(metrics: ServerMetrics, name: str, labels: dict[str, str] | None = No
 
 
 async def test_metrics_scrape_counts_every_finished_request_exactly() -> None:
-    app, _ = _app(GatedModel())
+    app, _ = _app(GatedSumModel())
     await app.runner.start()
     for _ in range(7):
         assert (await _call(app, "POST", "/predict", b"[[1, 2]]"))[0] == 200
@@ -98,7 +79,7 @@ async def test_metrics_scrape_counts_every_finished_request_exactly() -> None:
 
 
 async def test_a_request_is_written_out_when_nothing_else_is_in_flight() -> None:
-    app, metrics = _app(GatedModel())
+    app, metrics = _app(GatedSumModel())
     await app.runner.start()
     await _call(app, "POST", "/predict", b"[[1, 2]]")
     assert _value(metrics, "ferry_requests_total", PREDICT_200) == 1
@@ -106,17 +87,25 @@ async def test_a_request_is_written_out_when_nothing_else_is_in_flight() -> None
     await app.runner.stop()
 
 
-async def test_while_others_run_a_finished_request_waits_for_the_next_flush(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(middleware, "FLUSH_INTERVAL_S", 60.0)  # however slow this machine is
-    model = GatedModel()
+async def _one_request_held() -> tuple[
+    GatedSumModel, ServerApp, ServerMetrics, asyncio.Future[tuple[int, bytes]]
+]:
+    """A started app with one /predict held inside the model, and metrics just flushed."""
+    model = GatedSumModel()
     app, metrics = _app(model)
     await app.runner.start()
     model.gate.clear()
     slow = asyncio.ensure_future(_call(app, "POST", "/predict", b"[[1, 2]]"))
     await asyncio.sleep(0.01)
-    app.asgi.flush_metrics()  # the interval starts now
+    app.asgi.flush_metrics()
+    return model, app, metrics, slow
+
+
+async def test_while_others_run_a_finished_request_waits_for_the_next_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(middleware, "FLUSH_INTERVAL_S", 60.0)  # however slow this machine is
+    model, app, metrics, slow = await _one_request_held()  # the interval starts now
     assert _value(metrics, "ferry_requests_in_flight") == 1
     assert (await _call(app, "GET", "/healthz"))[0] == 200
     assert _value(metrics, "ferry_requests_total", HEALTHZ_200) == 0
@@ -130,13 +119,7 @@ async def test_while_others_run_a_finished_request_waits_for_the_next_flush(
 
 
 async def test_while_others_run_a_request_is_written_once_the_interval_passed() -> None:
-    model = GatedModel()
-    app, metrics = _app(model)
-    await app.runner.start()
-    model.gate.clear()
-    slow = asyncio.ensure_future(_call(app, "POST", "/predict", b"[[1, 2]]"))
-    await asyncio.sleep(0.01)
-    app.asgi.flush_metrics()
+    model, app, metrics, slow = await _one_request_held()
     await asyncio.sleep(FLUSH_INTERVAL_S + 0.01)
     await _call(app, "GET", "/healthz")
     assert _value(metrics, "ferry_requests_total", HEALTHZ_200) == 1

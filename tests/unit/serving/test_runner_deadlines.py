@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -11,30 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from tests.unit.serving.gated import GatedSumModel
 
 from ferry.config import ModelSpec, ServerSettings
 from ferry.errors import RequestTimeout
 from ferry.models.base import LoadedModel, ModelSource
 from ferry.monitoring.metrics import ServerMetrics
 from ferry.serving.runner import ModelRunner, _Deadlines
-from ferry.types import Prediction, Rows, Signature
-
-
-class SumModel(LoadedModel):
-    name = "sum"
-    framework = "pickle"
-    signature = Signature(n_features=2)
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def predict_rows(self, rows: Rows) -> Prediction:
-        self.gate.wait(5)
-        return Prediction(rows.values.sum(axis=1))
-
-    def warmup(self) -> None:
-        pass
+from ferry.types import Rows
 
 
 def make_runner(model: LoadedModel, **settings: Any) -> ModelRunner:
@@ -85,7 +68,7 @@ async def test_a_future_done_in_time_is_left_alone() -> None:
 
 
 async def test_finished_requests_leave_their_slot() -> None:
-    runner = make_runner(SumModel(), timeout_s=0.2)
+    runner = make_runner(GatedSumModel(), timeout_s=0.2)
     await runner.start()
     predictions = [runner.predict_rows(rows([i, i])) for i in range(50)]
     await asyncio.gather(*predictions)
@@ -94,7 +77,7 @@ async def test_finished_requests_leave_their_slot() -> None:
 
 
 async def test_only_the_request_that_overran_times_out() -> None:
-    model = SumModel()
+    model = GatedSumModel()
     runner = make_runner(model, timeout_s=0.5, batching=False)  # room for a busy machine
     await runner.start()
     assert (await runner.predict_rows(rows([1, 2]))).values.tolist() == [3]
