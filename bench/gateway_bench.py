@@ -1,12 +1,17 @@
-"""Gateway choice by measurement: one `ferry serve` replica direct vs behind nginx / HAProxy.
+"""Gateway choice by measurement: one `ferry serve` replica direct vs behind each proxy.
 
 Trains an iris RandomForest (20 trees), starts one replica (1 worker, no access log)
 pinned to the replica core, and drives single-row POSTs with wrk pinned to the load
-core, straight to the replica and through each proxy, at each concurrency. The nginx
-config is the one the local cluster renders (ferry.runtime.local.nginx_conf); HAProxy
-gets the equivalent (leastconn, keep-alive to the replica, path rewrite). Each proxy runs
-one worker/thread pinned to --proxy-cpu (default: the load core, so that it does not take
-CPU from the model server). Targets are measured in interleaved rounds.
+core, straight to the replica and through each proxy, at each concurrency. Targets:
+
+- ``ferry``: the local cluster's gateway as it runs (ferry.runtime.local.nginx_conf and
+  its routes file; nginx with the routes in Lua, decision 0010);
+- ``nginx-static``: plain nginx with the route written in its config (an upstream with
+  least_conn and keep-alive, an exact location), the gateway before decision 0010;
+- ``haproxy``: the equivalent in HAProxy (leastconn, keep-alive, path rewrite).
+
+Each proxy runs one worker/thread pinned to --proxy-cpu (default: the load core, so that
+it does not take CPU from the model server). Targets are measured in interleaved rounds.
 
     .venv/bin/python bench/gateway_bench.py [--seconds 10] [--connections 16,64] [--rounds 3]
 """
@@ -30,7 +35,7 @@ import httpx
 import joblib
 
 from ferry.runtime.base import ApiRoute, RoutingTable
-from ferry.runtime.local.nginx_conf import GatewayLayout, GatewayOptions, render
+from ferry.runtime.local.nginx_conf import GatewayLayout, GatewayOptions, render, render_routes
 
 BODY = "[[5.1, 3.5, 1.4, 0.2]]"
 LOAD_CPU, REPLICA_CPU = "0", "1"
@@ -54,6 +59,34 @@ backend iris
     balance leastconn
     http-request set-path /predict
     server r1 127.0.0.1:{upstream} maxconn 1024
+"""
+
+
+NGINX_STATIC_CFG = """daemon off;
+{user}worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/temp;
+    proxy_temp_path {prefix}/temp;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_next_upstream error http_503 non_idempotent;
+    proxy_buffering off;
+    upstream iris {{
+        least_conn;
+        server 127.0.0.1:{upstream} max_conns=1024;
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location = /iris {{ proxy_pass http://iris/predict; }}
+        location / {{ return 404 '{{}}'; }}
+    }}
+}}
 """
 
 
@@ -94,17 +127,32 @@ def start_replica(model: Path, port: int, scratch: Path) -> subprocess.Popen[byt
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_nginx(upstream: int, port: int, scratch: Path, cpu: str) -> subprocess.Popen[bytes]:
-    layout = GatewayLayout(scratch / f"nginx-{cpu}")
+def start_ferry(upstream: int, port: int, scratch: Path, cpu: str) -> subprocess.Popen[bytes]:
+    layout = GatewayLayout(scratch / f"ferry-{cpu}")
     for path in (layout.prefix, layout.error_log.parent, layout.temp):
         path.mkdir(parents=True, exist_ok=True)
-    options = GatewayOptions(port=port, user="root" if os.geteuid() == 0 else None)
+    options = GatewayOptions(
+        port=port, user="root" if os.geteuid() == 0 else None, access_log=False
+    )
     table = RoutingTable(apis=(ApiRoute("iris", "/iris", (f"127.0.0.1:{upstream}",)),))
-    text = render(table, layout, options).replace("daemon on;", "daemon off;")
-    layout.conf.write_text(text)
+    layout.routes.write_text(render_routes(table))
+    layout.conf.write_text(render(layout, options).replace("daemon on;", "daemon off;"))
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     argv = ["taskset", "-c", cpu, nginx, "-p", f"{layout.prefix}/", "-e", str(layout.error_log)]
     return subprocess.Popen([*argv, "-c", str(layout.conf)], start_new_session=True)
+
+
+def start_nginx_static(
+    upstream: int, port: int, scratch: Path, cpu: str
+) -> subprocess.Popen[bytes]:
+    prefix = scratch / f"nginx-static-{cpu}"
+    (prefix / "temp").mkdir(parents=True, exist_ok=True)
+    conf = prefix / "nginx.conf"
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_STATIC_CFG.format(prefix=prefix, port=port, upstream=upstream, user=user))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = ["taskset", "-c", cpu, nginx, "-p", f"{prefix}/", "-e", str(prefix / "error.log")]
+    return subprocess.Popen([*argv, "-c", str(conf)], start_new_session=True)
 
 
 def start_haproxy(upstream: int, port: int, scratch: Path, cpu: str) -> subprocess.Popen[bytes]:
@@ -145,8 +193,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> list[dict[str, object]]:
-    """Interleaved rounds (direct, nginx, haproxy, direct, ...) so that load from other
-    work on the machine hits every target alike; the median round is reported."""
+    """Interleaved rounds (direct, ferry, nginx-static, haproxy, direct, ...) so that load
+    from other work on the machine hits every target alike; the median round is reported."""
     script = scratch / "post.lua"
     script.write_text(
         f"wrk.method = 'POST'\nwrk.body = '{BODY}'\n"
@@ -156,7 +204,12 @@ def measure(args: argparse.Namespace, scratch: Path) -> list[dict[str, object]]:
     processes = [start_replica(train(scratch), replica_port, scratch)]
     urls = {"direct": f"http://127.0.0.1:{replica_port}/predict"}
     try:
-        for name, starter in (("nginx", start_nginx), ("haproxy", start_haproxy)):
+        starters = (
+            ("ferry", start_ferry),
+            ("nginx-static", start_nginx_static),
+            ("haproxy", start_haproxy),
+        )
+        for name, starter in starters:
             port = free_port()
             processes.append(starter(replica_port, port, scratch, args.proxy_cpu))
             urls[name] = f"http://127.0.0.1:{port}/iris"

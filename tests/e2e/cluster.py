@@ -9,17 +9,61 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-__all__ = ["LocalCluster", "free_port"]
+import httpx
+
+__all__ = ["KeepAliveLoad", "LocalCluster", "free_port"]
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class KeepAliveLoad:
+    """``threads`` clients posting ``body`` to ``url`` over kept-alive connections, without
+    retries, while the ``with`` block runs; ``failures`` lists every request that did not
+    get a 200 (its status and body, or the transport error)."""
+
+    def __init__(self, url: str, body: bytes, threads: int = 4) -> None:
+        self.url, self.body = url, body
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        headers = {"content-type": "application/json"}
+        with httpx.Client(timeout=10, headers=headers) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(self.url, content=self.body)
+                    if answer.status_code != 200:
+                        self.failures.append(f"{answer.status_code} {answer.text}")
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                self.sent += 1
+
+    def __enter__(self) -> KeepAliveLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
 
 
 class LocalCluster:

@@ -363,8 +363,9 @@ def test_logs_json_lines_name_the_replica(cluster: Cluster) -> None:
 
 
 def test_the_gateway_copies_the_shadows_weight_percent(cluster: Cluster) -> None:
-    conf = (cluster.state / "runtime" / "gateway" / "nginx.conf").read_text()
-    assert 'split_clients "${request_id}:shadow" $ferry_shadow_split {\n        50% 1;' in conf
+    routes = (cluster.state / "runtime" / "gateway" / "routes.tsv").read_text()
+    (split,) = [line for line in routes.splitlines() if line.startswith("split\tsplit\t")]
+    assert split.split("\t")[-2:] == ["mirror", "50"]
 
 
 def test_get_describe_predict_as_a_cortex_user_reads_them(cluster: Cluster) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from tests.e2e.cluster import KeepAliveLoad
 
 from ferry.config import ModelSpec
 from ferry.runtime.base import ApiRoute, ReplicaSpec, ReplicaState, ReplicaStatus, RoutingTable
@@ -264,53 +266,28 @@ def test_a_slow_shadow_never_holds_up_the_client(cluster: Cluster) -> None:
     assert wait_for_ids(cluster, "gated", ids, "held-") == ids  # then every copy lands
 
 
-def test_reloads_under_continuous_load_fail_no_request(cluster: Cluster) -> None:
+def test_new_apis_under_continuous_load_reload_nothing_and_fail_no_request(
+    cluster: Cluster,
+) -> None:
     cluster.backend.apply_routes(cluster.routes())
-    failures: list[str] = []
-    sent = [0]
-    stop = threading.Event()
-
-    retried = [0]
-
-    def post(client: httpx.Client) -> httpx.Response:
-        try:
-            return client.post("/iris", json=ROW)
-        except (httpx.RemoteProtocolError, httpx.ReadError):  # disconnected, or reset
-            # nginx's old workers close idle kept-alive connections on reload; a request
-            # racing that close was never read, and clients retry it (as Go and browsers do)
-            retried[0] += 1
-            return client.post("/iris", json=ROW)
-
-    def load() -> None:
-        with httpx.Client(base_url=cluster.backend.gateway_url, timeout=10) as client:
-            while not stop.is_set():
-                try:
-                    answer = post(client)
-                    if answer.status_code != 200:
-                        failures.append(f"{answer.status_code} {answer.text}")
-                except httpx.HTTPError as error:
-                    failures.append(repr(error))
-                sent[0] += 1
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
+    master = (cluster.backend.state_dir / "gateway" / "nginx.pid").read_text()
+    reloads = cluster.backend.gateway_reloads()
     iris = cluster.addresses("iris")
-    for index in range(5):  # each change (a new api) really reloads nginx
-        subset = iris[index % 2 :] if index % 2 else iris
-        extra = (ApiRoute(f"extra{index}", f"/extra{index}", ()),)
-        table = cluster.routes(apis=extra)
-        table = RoutingTable(
-            apis=(ApiRoute("iris", "/iris", subset), *table.apis[1:]), splitters=()
-        )
-        cluster.backend.apply_routes(table)
-        time.sleep(0.4)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert sent[0] > 50
-    assert failures == []
-    assert retried[0] <= 4 * 5  # at most one per connection per reload
+    body = json.dumps(ROW).encode()
+    with KeepAliveLoad(f"{cluster.backend.gateway_url}/iris", body) as load:
+        for index in range(5):  # a new api each time, and the last one gone
+            subset = iris[index % 2 :] if index % 2 else iris
+            extra = (ApiRoute(f"extra{index}", f"/extra{index}", ()),)
+            table = cluster.routes(apis=extra)
+            table = RoutingTable(
+                apis=(ApiRoute("iris", "/iris", subset), *table.apis[1:]), splitters=()
+            )
+            cluster.backend.apply_routes(table)
+            time.sleep(0.4)
+    assert load.sent > 50
+    assert load.failures == []
+    after = (cluster.backend.state_dir / "gateway" / "nginx.pid").read_text()
+    assert (after, cluster.backend.gateway_reloads()) == (master, reloads)
 
 
 def test_replica_route_changes_never_reload_nginx(cluster: Cluster) -> None:

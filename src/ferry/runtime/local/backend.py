@@ -34,8 +34,9 @@ class LocalBackend:
     replica is ready in a fraction of a second rather than a few (decision 0008).
 
     Each API gets fixed upstream slots (ports its replicas take turns on) that the gateway
-    always lists, so starting, stopping or losing a replica never reloads nginx; an empty
-    or draining slot refuses and nginx tries the next (decision 0007).
+    always lists, so starting, stopping or losing a replica changes no route; an empty or
+    draining slot refuses and the gateway tries the next (decision 0007). Routes live in
+    the running nginx (decision 0010): deploying or deleting an API never reloads it.
 
     Every method is idempotent. ``stop_replica`` returns at once: the replica is reported
     ``TERMINATING`` while it drains (SIGTERM, then SIGKILL after its graceful timeout + 2 s)
@@ -88,14 +89,14 @@ class LocalBackend:
 
     def start_replica(self, spec: ReplicaSpec) -> None:
         self._replicas.start(spec)
-        self._apply_slots()  # the API's first replica, or one slot more: a reload
+        self._apply_slots()  # the API's first replica, or one slot more: new routes
 
     def stop_replica(self, replica_id: str, *, drain: bool = True) -> None:
         self._replicas.stop(replica_id, drain=drain)
 
     def apply_routes(self, table: RoutingTable) -> None:
-        """Route each API over all of its slots: membership changes need no reload, so
-        this reloads nginx only for a new API, endpoint, splitter or limit."""
+        """Route each API over all of its slots; nginx takes new routes without a reload
+        (it is started or reloaded only when its own configuration changes)."""
         self._replicas.release_slots({route.api for route in table.apis})
         with self._routes_lock:
             self._apply(table)

@@ -1,7 +1,9 @@
-"""Ferry's own nginx instance: one port in front of every API, reloaded gracefully.
+"""Ferry's own nginx instance: one port in front of every API, never reloaded for routes.
 
-Reloads are rare: replicas live on fixed upstream slots (see ``slots``), so only a new
-API, endpoint, splitter, concurrency limit or slot changes the configuration.
+The configuration names no API (see ``nginx_conf``): routes go to ``routes.tsv``, which
+the running nginx reads again when told to (``POST /_ferry/routes``), so deploying or
+deleting an API leaves every client connection alone. Only a change of the configuration
+itself (ferry upgraded, the gateway's options changed) reloads nginx.
 
 The instance lives under ``<state_dir>/gateway/`` (config, pid file, logs, temp paths)
 and never touches the system nginx. nginx daemonizes, so it outlives the control plane
@@ -23,16 +25,37 @@ from pathlib import Path
 import httpx
 
 from ferry.runtime.base import RoutingTable
-from ferry.runtime.local.nginx_conf import GatewayLayout, GatewayOptions, config_digest, render
+from ferry.runtime.local.nginx_conf import (
+    GatewayLayout,
+    GatewayOptions,
+    config_digest,
+    render,
+    render_routes,
+    routes_digest,
+)
 from ferry.runtime.local.probe import local_client
 
-__all__ = ["GatewayError", "NginxGateway", "find_nginx"]
+__all__ = ["GatewayError", "NginxGateway", "check_lua_module", "find_nginx"]
 
 _FALLBACK = Path("/usr/sbin/nginx")
 
 
+_LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+
+
 class GatewayError(RuntimeError):
     """The gateway cannot be started, validated or reloaded; the message says why."""
+
+
+def check_lua_module(modules_dir: Path) -> None:
+    """A clear error when nginx's Lua module (which holds the routes) is not installed."""
+    missing = [name for name in _LUA_MODULES if not (modules_dir / name).is_file()]
+    if missing:
+        raise GatewayError(
+            f"nginx's Lua module is not installed ({modules_dir / missing[0]} is missing); "
+            "the local cluster's gateway needs it: run `apt-get install libnginx-mod-http-lua` "
+            "(or scripts/install-os-packages)"
+        )
 
 
 def find_nginx() -> str:
@@ -85,6 +108,7 @@ class NginxGateway:
         self.options = options
         self._binary = binary
         self._lock = threading.Lock()
+        self._pushed: tuple[int, str] | None = None  # (master pid, routes digest) in force
 
     @property
     def url(self) -> str:
@@ -106,31 +130,71 @@ class NginxGateway:
 
     def apply(self, table: RoutingTable, slots: Mapping[str, Sequence[int]] | None = None) -> bool:
         """Route as ``table`` says over each API's ``slots``; returns True when nginx was
-        started or reloaded (a new API, endpoint, splitter, limit or slot; never because
-        a replica came or went)."""
-        text = render(table, self.layout, self.options, slots)
+        started or reloaded, which a change of routes never causes."""
+        routes = render_routes(table, slots)
         with self._lock:
-            current = self._read_conf()
+            if self._read(self.layout.routes) != routes:
+                self._prepare_dirs()
+                _write_atomic(self.layout.routes, routes)
+            started = self._configure()
             pid = self.pid()
-            if text == current and pid is not None:
-                return False
-            if text != current:
-                self._install(text)
-            if pid is None:
-                self._start()
-            else:
-                os.kill(pid, signal.SIGHUP)
-            self._wait_live(config_digest(text))
-            self._wait_old_workers_quit()
-            return True
+            digest = routes_digest(routes)
+            if pid is not None and self._pushed != (pid, digest):
+                self._load_routes(digest)
+                self._pushed = (pid, digest)
+            return started
+
+    def _configure(self) -> bool:
+        """Start nginx, or reload it when its configuration changed; True if either."""
+        text = render(self.layout, self.options)
+        current = self._read(self.layout.conf)
+        pid = self.pid()
+        if text == current and pid is not None:
+            return False
+        if text != current:
+            self._install(text)
+        if pid is None:
+            self._start()
+        else:
+            os.kill(pid, signal.SIGHUP)
+        self._wait_live(config_digest(text))
+        self._wait_old_workers_quit()
+        return True
+
+    def _load_routes(self, digest: str) -> None:
+        """Have nginx read ``routes.tsv`` again; return once it routes by ``digest``."""
+        url = f"{self.url}/_ferry/routes"
+        try:
+            with local_client(5.0) as client:
+                answer = client.post(url)
+            loaded = answer.json().get("routes") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as error:
+            raise GatewayError(f"the gateway did not take the new routes: {error}") from error
+        if loaded != digest:
+            detail = answer.text.strip()[:200]
+            raise GatewayError(
+                f"the gateway did not take the new routes ({detail}); see {self.layout.error_log}"
+            )
+
+    def routes_in_force(self) -> str | None:
+        """The digest of the routes nginx is using, or None if it does not answer."""
+        try:
+            with local_client(2.0) as client:
+                answer = client.get(f"{self.url}/_ferry/routes")
+            return str(answer.json()["routes"]) if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError):
+            return None
 
     def ensure_running(self) -> None:
         """Start nginx (with the last applied routes, or none) if it is not running."""
         with self._lock:
             if self.pid() is not None:
                 return
-            if self._read_conf() is None:
-                self._install(render(RoutingTable(), self.layout, self.options))
+            if self._read(self.layout.routes) is None:
+                self._prepare_dirs()
+                _write_atomic(self.layout.routes, render_routes(RoutingTable()))
+            if self._read(self.layout.conf) is None:
+                self._install(render(self.layout, self.options))
             self._start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -173,9 +237,10 @@ class NginxGateway:
                 return
             time.sleep(0.02)
 
-    def _read_conf(self) -> str | None:
+    @staticmethod
+    def _read(path: Path) -> str | None:
         try:
-            return self.layout.conf.read_text()
+            return path.read_text()
         except OSError:
             return None
 
@@ -185,6 +250,7 @@ class NginxGateway:
 
     def _install(self, text: str) -> None:
         """Write ``text`` beside the live config, validate it, then swap it in atomically."""
+        check_lua_module(self.options.modules_dir)
         self._prepare_dirs()
         candidate = self.layout.prefix / "nginx.conf.next"
         candidate.write_text(text)
@@ -192,6 +258,7 @@ class NginxGateway:
         os.replace(candidate, self.layout.conf)
 
     def _start(self) -> None:
+        check_lua_module(self.options.modules_dir)
         self._prepare_dirs()
         self._run("-c", str(self.layout.conf))
         deadline = time.monotonic() + 5.0
@@ -208,6 +275,12 @@ class NginxGateway:
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise GatewayError(f"nginx {' '.join(args)} failed: {' '.join(detail[-3:])}")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".next")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def _with_user(options: GatewayOptions, user: str) -> GatewayOptions:
