@@ -245,6 +245,9 @@ def test_a_shadow_gets_a_copy_without_delaying_the_answer(gateway: Gateway) -> N
         time.sleep(0.05)
     copies = sorted((seen.request_id, seen.body, seen.path) for seen in shadow.seen)
     assert copies == [(f"c-{i}", f"[{i}]".encode(), "/predict") for i in range(3)]
+    time.sleep(1.2)  # the access log is flushed every second
+    log = gateway.nginx.layout.access_log.read_text()
+    assert "/_ferry/" not in log  # the gateway's own locations are not logged (nor a 404)
 
 
 def test_a_shadow_weight_copies_that_share_of_the_requests(gateway: Gateway) -> None:
