@@ -208,11 +208,45 @@ def test_least_connections_and_the_per_replica_limit(gateway: Gateway) -> None:
     assert gateway.post("/a").status_code == 200  # the slots are free again
 
 
-def test_a_slow_replica_is_a_504_json(gateway: Gateway) -> None:
+def test_a_full_replica_is_not_reached_through_an_empty_slot(gateway: Gateway) -> None:
+    held = gateway.replica()
+    gateway.route(ApiRoute("a", "/a", (dead_address(), held.address, dead_address()), 1))
+    held.gate.clear()
+    first = threading.Thread(target=gateway.post, args=("/a",))
+    first.start()
+    wait_seen([held], 1)
+    for _ in range(3):  # the empty slots refuse, and the held replica is at its limit
+        answer = gateway.post("/a")
+        assert (answer.status_code, answer.json()["code"]) == (503, "unavailable")
+    assert len(held.seen) == 1
+    held.gate.set()
+    first.join()
+    assert gateway.post("/a").status_code == 200
+
+
+def test_a_slow_replica_is_a_504_json_and_frees_its_place(gateway: Gateway) -> None:
     slow = gateway.replica(delay=3)  # over the gateway's 2 s
-    gateway.route(ApiRoute("a", "/a", (slow.address,)))
+    gateway.route(ApiRoute("a", "/a", (slow.address,), max_concurrency=1))
     answer = gateway.post("/a")
     assert (answer.status_code, answer.json()["code"]) == (504, "timeout")
+    slow.delay = 0
+    assert gateway.post("/a").status_code == 200  # the timed-out request is not counted
+
+
+def test_requests_that_end_in_the_gateways_errors_free_their_place(gateway: Gateway) -> None:
+    port = free_port()
+    gateway.route(ApiRoute("a", "/a", (f"127.0.0.1:{port}",), max_concurrency=1))
+    assert gateway.post("/a").status_code == 503  # refused: nothing listens yet
+    replica = Replica(port).start()
+    gateway.replicas.append(replica)
+    time.sleep(1.1)  # the refusal kept the slot out of turn for a second
+    assert gateway.post("/a").status_code == 200
+    replica.status = 503
+    runtime = gateway.post("/endpoints/a/invocations")
+    assert runtime.headers["x-amzn-errortype"] == "ServiceUnavailable:"
+    replica.status = 200
+    for _ in range(3):
+        assert gateway.post("/endpoints/a/invocations").status_code == 200
 
 
 def test_a_splitter_splits_by_weight(gateway: Gateway) -> None:
@@ -237,14 +271,16 @@ def test_a_shadow_gets_a_copy_without_delaying_the_answer(gateway: Gateway) -> N
     )
     started = time.monotonic()
     for index in range(3):
-        answer = gateway.post("/s", f"[{index}]".encode(), headers={"x-request-id": f"c-{index}"})
+        answer = gateway.post(
+            "/s?k=v", f"[{index}]".encode(), headers={"x-request-id": f"c-{index}"}
+        )
         assert (answer.status_code, answer.json()["port"]) == (200, a.port)
     assert time.monotonic() - started < 1.5  # the slow shadow held none of them
     deadline = time.monotonic() + 5
     while len(shadow.seen) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     copies = sorted((seen.request_id, seen.body, seen.path) for seen in shadow.seen)
-    assert copies == [(f"c-{i}", f"[{i}]".encode(), "/predict") for i in range(3)]
+    assert copies == [(f"c-{i}", f"[{i}]".encode(), "/predict?k=v") for i in range(3)]
     time.sleep(1.2)  # the access log is flushed every second
     log = gateway.nginx.layout.access_log.read_text()
     assert "/_ferry/" not in log  # the gateway's own locations are not logged (nor a 404)

@@ -132,6 +132,8 @@ def test_a_missing_lua_module_is_one_clear_error(tmp_path: Path) -> None:
         check_lua_module(tmp_path)
     gateway = NginxGateway(tmp_path / "gw", GatewayOptions(port=1, modules_dir=tmp_path))
     with pytest.raises(GatewayError, match=r"Lua module is not installed"):
+        gateway.check()  # what the local backend runs first, so the control plane says it
+    with pytest.raises(GatewayError, match=r"Lua module is not installed"):
         gateway.apply(TABLE)
 
 

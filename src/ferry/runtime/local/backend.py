@@ -63,6 +63,7 @@ class LocalBackend:
             upstream_timeout_s=upstream_timeout_s,
         )
         self._gateway = NginxGateway(self.state_dir / "gateway", options, binary=nginx)
+        self._gateway.check()  # nginx and its Lua module installed, or one clear error now
         # the zygote starts preloading now, while the control plane and gateway start
         if processes is None and prefork:
             processes = PreforkProcesses(self.state_dir / "zygote")

@@ -11,8 +11,8 @@
 -- weight, and draws whether its shadow gets a copy), set $ferry_api and $ferry_path, and
 -- hand over to the location that proxies (with the mirror, or SageMaker's error pages) when
 -- the request needs one. balance() runs as the upstream's balancer: least connections
--- among the API's slots under its limit, skipping a slot that refused within a second (as
--- long as another is left), and every slot at most once per request.
+-- among the API's slots under its limit (never a slot at it), skipping a slot that refused
+-- within a second (as long as another is left), every slot once before any twice.
 
 local balancer = require "ngx.balancer"
 
@@ -310,17 +310,30 @@ function _M.routes_endpoint()
 end
 
 -- --------------------------------------------------------------- the balancer
+--
+-- A request's slot is counted in the shared dict while it is in flight there, and named
+-- in $ferry_slot (not ngx.ctx: an error_page redirect, say to the 504 JSON, clears ngx.ctx
+-- but keeps variables) so that the log phase takes it off whatever way the request ended.
+-- Shadow copies (subrequests) are not counted: they have no log phase of their own.
 
-local function release(ctx)
-  if ctx.counted and ctx.slot then
-    local left = peers_dict:incr("conns:" .. ctx.slot.key, -1, 0)
-    if left and left < 0 then
-      peers_dict:set("conns:" .. ctx.slot.key, 0)
-    end
+local REFUSED_HOST, REFUSED_PORT = "127.0.0.1", 0 -- always refused: ends in nginx's 502
+
+local function release()
+  local key = ngx.var.ferry_slot
+  if key == nil or key == "" then
+    return
   end
-  ctx.slot = nil
+  ngx.var.ferry_slot = ""
+  local left = peers_dict:incr("conns:" .. key, -1, 0)
+  if left and left < 0 then
+    peers_dict:set("conns:" .. key, 0)
+  end
 end
 
+-- The slot for the next try: never one at the API's limit; one not tried yet in this
+-- request before one tried already (a kept-alive connection the replica had closed fails
+-- too, and nginx grants that one more try), one not refused in the last second before
+-- one that was, then the fewest connections (ties in turn).
 local function choose(api, tried)
   local slots = api.slots
   local count = #slots
@@ -328,12 +341,12 @@ local function choose(api, tried)
   local best, best_rank, best_conns
   for i = 0, count - 1 do
     local slot = slots[(turn + i) % count + 1]
-    if not tried[slot.key] then
-      local n = conns(slot)
-      -- 0: free; 1: full or refused lately (taken only when nothing free is left)
-      local rank = 0
-      if n >= api.max or peers_dict:get("down:" .. slot.key) then
-        rank = 1
+    local times = tried[slot.key] or 0
+    local n = conns(slot)
+    if times < 2 and n < api.max then
+      local rank = times * 2
+      if peers_dict:get("down:" .. slot.key) then
+        rank = rank + 1
       end
       if best == nil or rank < best_rank or (rank == best_rank and n < best_conns) then
         best, best_rank, best_conns = slot, rank, n
@@ -343,35 +356,55 @@ local function choose(api, tried)
   return best
 end
 
-function _M.balance()
-  local ctx = ngx.ctx
-  local api = routes().apis[ngx.var.ferry_api]
-  if not api or #api.slots == 0 then
+local function refuse(message)
+  ngx.log(ngx.INFO, "ferry gateway: ", message)
+  local ok, err = balancer.set_current_peer(REFUSED_HOST, REFUSED_PORT)
+  if not ok then
+    ngx.log(ngx.ERR, "ferry gateway: ", err)
     return ngx.exit(ngx.ERROR)
   end
+end
+
+function _M.balance()
+  local ctx = ngx.ctx
+  local counted = not ngx.is_subrequest
   if ctx.tried then -- nginx goes on to the next slot: this one refused, reset or said 503
     local state, status = balancer.get_last_failure()
     -- a 503 or 429 came from a live replica (loading, or over its limit): not down
     if state == "failed" and status ~= 503 and status ~= 429 and ctx.slot then
       peers_dict:set("down:" .. ctx.slot.key, true, DOWN_FOR)
     end
-    release(ctx)
-  else
+    if counted then
+      release()
+    end
+    ctx.slot = nil
+  end
+  local api = routes().apis[ngx.var.ferry_api]
+  if not api or #api.slots == 0 then -- deleted since the request was routed
+    return refuse("api " .. tostring(ngx.var.ferry_api) .. " is no longer routed")
+  end
+  if not ctx.tried then
     ctx.tried = {}
-    ctx.counted = not ngx.is_subrequest
     if #api.slots > 1 then
       balancer.set_more_tries(#api.slots - 1)
     end
   end
-  local slot = choose(api, ctx.tried) or api.slots[1]
-  ctx.tried[slot.key] = true
+  local slot = choose(api, ctx.tried)
+  if not slot then -- every slot is at its limit or was tried: the 503 JSON
+    return refuse("no slot of api " .. api.name .. " can take the request")
+  end
+  ctx.tried[slot.key] = (ctx.tried[slot.key] or 0) + 1
   ctx.slot = slot
-  if ctx.counted then
+  if counted then
     peers_dict:incr("conns:" .. slot.key, 1, 0)
+    ngx.var.ferry_slot = slot.key
   end
   local ok, err = balancer.set_current_peer(slot.host, slot.port)
   if not ok then
     ngx.log(ngx.ERR, "ferry gateway: cannot use ", slot.key, ": ", err)
+    if counted then
+      release()
+    end
     return ngx.exit(ngx.ERROR)
   end
 end
@@ -385,11 +418,11 @@ function _M.variant()
   end
 end
 
--- log phase: the request is done with its slot.
+-- log phase: the request is done with its slot (main requests only; variables are
+-- shared with subrequests, which never set $ferry_slot).
 function _M.done()
-  local ctx = ngx.ctx
-  if ctx.slot then
-    release(ctx)
+  if not ngx.is_subrequest then
+    release()
   end
 end
 

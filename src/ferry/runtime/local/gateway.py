@@ -120,6 +120,12 @@ class NginxGateway:
             self._binary = find_nginx()
         return self._binary
 
+    def check(self) -> None:
+        """Raise ``GatewayError`` (saying what to install) unless nginx and its Lua module
+        are installed."""
+        _ = self.binary
+        check_lua_module(self.options.modules_dir)
+
     def pid(self) -> int | None:
         """The running master's pid, or None."""
         try:

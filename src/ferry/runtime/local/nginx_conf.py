@@ -387,7 +387,8 @@ def _copies(options: GatewayOptions) -> list[str]:
     return [
         "location = /_ferry/mirror {",
         "    internal;",
-        f"    proxy_pass {_relay_url(options)}/_ferry/relay/$ferry_shadow/$ferry_copy_kind;",
+        f"    proxy_pass {_relay_url(options)}"
+        "/_ferry/relay/$ferry_shadow/$ferry_copy_kind$is_args$args;",
         "}",
         "location ^~ /_ferry/relay/ {",
         *_only_the_gateway(options),
@@ -423,6 +424,9 @@ def _server_block(options: GatewayOptions) -> list[str]:
     too_large = f"a request body is limited to {options.max_body_bytes} bytes"
     return [
         f"listen {options.host}:{options.port} backlog=4096;",
+        # the slot a request holds (set by the balancer, which runs after route()'s internal
+        # redirects; an error_page to a named location does not run this again)
+        'set $ferry_slot "";',
         "location @ferry_unavailable {",
         f"    return 503 {_json_body(_BUSY, 'unavailable')};",
         "}",
