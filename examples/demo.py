@@ -155,6 +155,17 @@ def deploy_cluster() -> int:
         )
 
 
+def wait_for_counts(project: Path, env: dict[str, str], sent: int, timeout: float = 20) -> None:
+    """Until ``ferry get`` counts every request sent (the control plane reads the replicas'
+    counters every 10 s), so that its table shows them all."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apis = json.loads(ferry("get", "--output", "json", env=env, cwd=project))["apis"]
+        if sum(api["requests"]["2XX"] for api in apis if api["name"] != "iris-knn") >= sent:
+            return
+        time.sleep(0.5)
+
+
 def send_through_gateway(project: Path, port: int, env: dict[str, str]) -> int:
     body = (project / "sample.json").read_bytes()
     answers: dict[str, int] = {}
@@ -166,7 +177,7 @@ def send_through_gateway(project: Path, port: int, env: dict[str, str]) -> int:
             response.raise_for_status()
             answers[response.text] = answers.get(response.text, 0) + 1
     console.print(f"[bold]8. 100 requests[/] through the gateway to /iris: {answers}")
-    time.sleep(2.5)  # the control plane scrapes request counts every tick
+    wait_for_counts(project, env, 100)
     console.print("[bold]9. ferry get[/]")
     print(ferry("get", env=env, cwd=project).rstrip())
     apis = json.loads(ferry("get", "--output", "json", env=env, cwd=project))["apis"]
