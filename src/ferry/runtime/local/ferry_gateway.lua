@@ -426,6 +426,4 @@ function _M.done()
   end
 end
 
-_M.VARIANT = VARIANT
-
 return _M
