@@ -13,12 +13,17 @@ import orjson
 
 from ferry.errors import BadRequest
 from ferry.serving.protocols.formats import json_ready
-from ferry.serving.protocols.rows import rows_from_json
+from ferry.serving.protocols.matrix import numeric_matrix
+from ferry.serving.protocols.rows import check_width, rows_from_json
 from ferry.types import Prediction, Rows, Signature
 
 __all__ = ["json_answer", "load_json", "rows_from_json_body"]
 
 _ANSWER_KEY = {"instances": "predictions", "inputs": "outputs"}
+
+# Below this a body is a few rows, which orjson reads as fast; above it the rows are read
+# straight into an array (``matrix``), several times faster than Python floats.
+_MATRIX_MIN_BYTES = 2048
 
 
 def load_json(body: bytes) -> Any:
@@ -31,6 +36,12 @@ def load_json(body: bytes) -> Any:
 
 def rows_from_json_body(body: bytes, signature: Signature) -> tuple[Rows, str | None]:
     """Rows from a JSON body and the key to wrap the answer in (None for a bare list)."""
+    if len(body) >= _MATRIX_MIN_BYTES and not signature.needs_dataframe:
+        matrix = numeric_matrix(body)
+        if matrix is not None and not (matrix[1] and _is_feature(matrix[1], signature)):
+            values, key = matrix
+            check_width(int(values.shape[1]), signature)
+            return Rows(values), None if key is None else _ANSWER_KEY[key]
     data = load_json(body)
     bools = _may_hold_bools(body)
     if isinstance(data, dict):

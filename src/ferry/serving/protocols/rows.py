@@ -16,7 +16,7 @@ import numpy as np
 from ferry.errors import BadRequest
 from ferry.types import Datatype, Rows, Signature
 
-__all__ = ["rows_from_array", "rows_from_columns", "rows_from_json"]
+__all__ = ["check_width", "rows_from_array", "rows_from_columns", "rows_from_json"]
 
 _NUMBER_TYPES: frozenset[type] = frozenset((int, float))
 # JSON can only produce these scalars; anything else in a cell is a nested list or dict.
@@ -67,7 +67,7 @@ def rows_from_array(array: np.ndarray[Any, Any], signature: Signature) -> Rows:
         )
     if array.shape[0] == 0:
         raise BadRequest(f"empty input: expected at least one row{_of_features(signature)}")
-    _check_width(int(array.shape[1]), signature)
+    check_width(int(array.shape[1]), signature)
     kind = array.dtype.kind
     if signature.needs_dataframe:
         columns = _frame_columns(int(array.shape[1]), signature)
@@ -89,7 +89,7 @@ def rows_from_columns(columns: Mapping[str, np.ndarray[Any, Any]], signature: Si
         names = signature.feature_names
     if next(iter(lengths.values()), 0) == 0:
         raise BadRequest(f"empty input: expected at least one row{_of_features(signature)}")
-    _check_width(len(names), signature)
+    check_width(len(names), signature)
     if signature.needs_dataframe:
         stacked = np.empty((lengths[names[0]], len(names)), dtype=object)
         for index, name in enumerate(names):
@@ -118,7 +118,7 @@ def _numeric_rows(data: list[Any], signature: Signature, *, only_numbers: bool) 
         return None
     if values.ndim != 2 or values.dtype.kind not in "if" or values.shape[1] == 0:
         return None
-    _check_width(int(values.shape[1]), signature)
+    check_width(int(values.shape[1]), signature)
     return Rows(values.astype(np.float64, copy=False))
 
 
@@ -142,7 +142,7 @@ def _rows_from_lists(data: list[Any], signature: Signature) -> Rows:
         raise
     if values.ndim != 2 or values.shape[1] == 0:
         _uniform_width(data, signature)
-    _check_width(int(values.shape[1]), signature)
+    check_width(int(values.shape[1]), signature)
     return Rows(values)
 
 
@@ -198,7 +198,7 @@ def _rows_from_records(records: list[Any], signature: Signature) -> Rows:
             )
         if record.keys() != expected:
             _check_names(record.keys(), names, f"record {index}")
-    _check_width(len(names), signature)
+    check_width(len(names), signature)
     data = [[record[name] for name in names] for record in records]
     if signature.needs_dataframe:
         _check_record_cells(data, names, _FRAME_SCALAR_TYPES, "a scalar")
@@ -236,7 +236,8 @@ def _check_record_cells(
 # --- shared checks ------------------------------------------------------------------------
 
 
-def _check_width(width: int, signature: Signature) -> None:
+def check_width(width: int, signature: Signature) -> None:
+    """Raises ``BadRequest`` unless rows of ``width`` values fit the model."""
     if signature.n_features is not None and width != signature.n_features:
         raise BadRequest(f"expected {signature.n_features} features per row, got {width}")
 
