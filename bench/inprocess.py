@@ -1,8 +1,12 @@
 """In-process limit: the model's own predict on the same rows, timed in one process.
 
-Run pinned like a server: ``taskset -c 1 .venv/bin/python bench/inprocess.py rf``.
+Run pinned like a server: ``taskset -c 1 .venv/bin/python bench/inprocess.py rf [SECONDS]``.
 Prints one JSON object: rows/s for 1-row and 1000-row calls, for predict alone and for
 predict with the JSON decode + encode a server must do (orjson, and the stdlib json).
+
+``inprocess.py MODEL SECONDS 1000`` measures only the 1000-row limit with orjson: the
+benchmark runs that right before and right after ferry's own 1000-row run, so that the
+two are compared on the same minute of a machine whose speed drifts (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ def rate(fn, n_rows: int, seconds: float) -> float:  # type: ignore[no-untyped-d
 def main() -> int:
     name = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
+    only = int(sys.argv[3]) if len(sys.argv) > 3 else None
     model = joblib.load(MODELS / f"{name}.joblib")
     out: dict[str, dict[str, float]] = {}
-    for n in (1, 1000):
+    for n in (1, 1000) if only is None else (only,):
         body = (MODELS / f"{name}_rows{n}.json").read_bytes()
         x = np.asarray(orjson.loads(body), dtype=float)
 
@@ -50,6 +55,9 @@ def main() -> int:
             rows = np.asarray(json.loads(body), dtype=float)
             return json.dumps(model.predict(rows).tolist()).encode()
 
+        if only is not None:
+            out[str(n)] = {"orjson_rows_s": rate(with_orjson, n, seconds)}
+            continue
         out[str(n)] = {
             "predict_rows_s": rate(raw, n, seconds),
             "orjson_rows_s": rate(with_orjson, n, seconds),

@@ -287,7 +287,7 @@ def check_answers(server: Server, doc: dict[str, Any]) -> str | None:
 
 
 # ------------------------------------------------------------------ in-process limit
-def inprocess(model: str, seconds: float) -> dict[str, Any]:
+def inprocess(model: str, seconds: float, only: int | None = None) -> dict[str, Any]:
     out = subprocess.run(
         [
             "taskset",
@@ -297,6 +297,7 @@ def inprocess(model: str, seconds: float) -> dict[str, Any]:
             str(BENCH / "inprocess.py"),
             model,
             str(seconds),
+            *([] if only is None else [str(only)]),
         ],
         capture_output=True,
         text=True,
@@ -305,6 +306,12 @@ def inprocess(model: str, seconds: float) -> dict[str, Any]:
     if out.returncode != 0:
         return {"error": out.stderr[-500:]}
     return json.loads(out.stdout)
+
+
+def paired_limit(model: str, rows: int, seconds: float) -> float | None:
+    """The in-process limit (rows/s with orjson) measured now, for a run next to it."""
+    out = inprocess(model, seconds, only=rows)
+    return None if "error" in out else float(out[str(rows)]["orjson_rows_s"])
 
 
 def load_floor(model: str) -> float:
@@ -554,8 +561,15 @@ def main() -> int:
                         if warmup > 0:
                             run_wrk(srv, wl, warmup)
                             srv.drain(docs[m]["rows"][0])
+                        # ferry's many-row runs are bracketed by the in-process limit, each
+                        # for half the run's length, on the same core a moment apart
+                        paired = name == "ferry" and wl.rows > 1
+                        before = paired_limit(m, wl.rows, duration / 2) if paired else None
                         res = run_wrk(srv, wl, duration)
                         srv.drain(docs[m]["rows"][0])
+                        if paired:
+                            after = paired_limit(m, wl.rows, duration / 2)
+                            res["paired_limit_rows_s"] = [before, after]
                         res.update(
                             {
                                 "model": m,
