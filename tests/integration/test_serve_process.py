@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,32 @@ def test_predictions_match_the_model_over_every_protocol(
     )
     assert v2.status_code == 200, v2.text
     assert v2.json()["outputs"][0]["data"] == expected
+
+
+def test_large_bodies_of_rows_match_the_model_and_get_the_same_errors(
+    start_server: Any, iris_model_path: Path, iris_model: Any
+) -> None:
+    """1000-row bodies are read by the matrix shortcut; answers and errors are unchanged."""
+    rows = np.random.default_rng(7).uniform(0, 8, size=(1000, 4)).round(3)
+    expected = iris_model.predict(rows).tolist()
+    server = start_server(str(iris_model_path), "--workers", "1")
+    client = server.client
+    body = orjson.dumps(rows.tolist())
+    assert client.post("/predict", content=body).json() == expected
+    wrapped = b'{"instances": ' + body + b"}"
+    assert client.post("/predict", content=wrapped).json() == {"predictions": expected}
+    answer = client.post("/invocations", content=body, headers={"content-type": "application/json"})
+    assert answer.json() == expected
+    ragged = rows.tolist()
+    ragged[500] = ragged[500][:3]
+    for bad, message in [
+        (ragged, "row 500 has 3 values, expected 4"),
+        ([row[:3] for row in rows.tolist()], "expected 4 features per row, got 3"),
+        ([*rows.tolist()[:-1], [1, 2, 3, True]], "true is not a number"),
+    ]:
+        response = client.post("/predict", content=orjson.dumps(bad))
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]
 
 
 def test_labels_map_class_indexes_to_names(start_server: Any, iris_model_path: Path) -> None:
