@@ -38,6 +38,8 @@ _NOT_A_MATRIX = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ru
 # Every byte but the brackets and commas, which alone carry a numeric matrix's shape.
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b"[],"))
 
+_BOM = b"\xef\xbb\xbf"
+
 _local = threading.local()
 
 
@@ -46,7 +48,8 @@ def numeric_matrix(body: bytes) -> tuple[np.ndarray[Any, Any], str | None] | Non
 
     None means "not a plain numeric matrix here": the caller takes the general path.
     """
-    if len(body) > MAX_BYTES:
+    if len(body) > MAX_BYTES or body.startswith(_BOM):
+        # (simdjson skips a byte order mark; orjson, and so the general path, refuses it)
         return None
     # A parser keeps buffers of about nine times the largest body it read: the worker's
     # own is kept for bodies up to REUSE_BYTES, a larger body gets one of its own.

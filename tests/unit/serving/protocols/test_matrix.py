@@ -45,6 +45,9 @@ NUMBERS = [
     b"[[18446744073709551615, 4.9e-324, 2.2250738585072014e-308, 1.7976931348623157e308]]",
     b"  [ [1 ,2,\n3,\t4] ,[5,6,7,8]\r\n]  ",
     b"[[0.30000000000000004, 1.0000000000000002, 123.456e-7, 7]]",
+    # underflow, exact halfway cases (round to even), a long mantissa, exponent spellings
+    b"[[1e-400, 2.4703282292062327e-324, 1.00000000000000011102230246251565404236316680908203125]]",
+    b"[[123456789012345678901234567890.5, 1E-5, 1e00005, 0.1e1]]",
 ]
 
 
@@ -126,6 +129,7 @@ def test_random_matrices_in_many_spellings_match_the_general_path() -> None:
         b"",
         b"1",
         b'"[[1]]"',
+        b"\xef\xbb\xbf[[1, 2], [3, 4]]",  # a byte order mark: orjson refuses it
     ],
 )
 def test_anything_but_a_plain_matrix_is_left_to_the_general_path(body: bytes) -> None:
