@@ -156,8 +156,9 @@ def deploy_cluster() -> int:
 
 
 def wait_for_counts(project: Path, env: dict[str, str], sent: int, timeout: float = 20) -> None:
-    """Until ``ferry get`` counts every request sent (the control plane reads the replicas'
-    counters every 10 s), so that its table shows them all."""
+    """Until ``ferry get`` counts every request sent, so that its table shows them all
+    (``ferry get`` has the replicas' counters read at most once a second, and a worker's
+    own counters reach its metrics within 0.1 s)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         apis = json.loads(ferry("get", "--output", "json", env=env, cwd=project))["apis"]

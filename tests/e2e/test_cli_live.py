@@ -211,6 +211,15 @@ def requests_2xx(cluster: Cluster, api: str) -> int:
     return int(cluster.json("get", api)["requests"]["2XX"])
 
 
+def test_get_counts_requests_sent_just_before_it(cluster: Cluster) -> None:
+    before = requests_2xx(cluster, "echo")
+    send(cluster, "/echo", 5, "counted")
+    # `ferry get` has the replicas' counters read first (at most once a second); the
+    # reconcile loop alone reads them every 10 s. No polling: one read must see all five.
+    time.sleep(1.2)
+    assert requests_2xx(cluster, "echo") == before + 5
+
+
 def test_get_watch_redraws_in_a_terminal_until_ctrl_c(
     cluster: Cluster, running: Callable[..., Running]
 ) -> None:

@@ -5,6 +5,7 @@ Errors are JSON like the model server's: ``{"error": message, "code": code}``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -89,6 +90,7 @@ class ControlApi:
             self.on_change()
 
     async def list_apis(self, request: Request) -> Response:
+        await asyncio.to_thread(self.reconciler.refresh_stats)
         observed = self.reconciler.observed
         rows = [
             api_summary(self.store, record, observed, self.gateway_url)
@@ -98,6 +100,7 @@ class ControlApi:
 
     async def get_api(self, request: Request) -> Response:
         record = self.store.api(request.path_params["name"])
+        await asyncio.to_thread(self.reconciler.refresh_stats)
         return JSONResponse(
             api_detail(self.store, record, self.reconciler.observed, self.gateway_url)
         )

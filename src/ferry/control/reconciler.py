@@ -39,12 +39,13 @@ from ferry.runtime.base import (
     RuntimeBackend,
 )
 
-__all__ = ["BACKOFF_MAX_S", "Reconciler", "Scrape"]
+__all__ = ["BACKOFF_MAX_S", "FRESH_STATS_S", "Reconciler", "Scrape"]
 
 log = logging.getLogger("ferry.control")
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
+FRESH_STATS_S = 1.0  # counters read for `ferry get` are at most this old (and no more often)
 BACKOFF_RESET_S = 300.0  # a replica that ran this long without a crash starts over at 1 s
 
 Scrape = Callable[[str], RequestStats | None]
@@ -301,8 +302,20 @@ class Reconciler:
         for replica_id in recorded - running:
             self._store.remove_replica(replica_id)
 
-    def _record_stats(self, observed: Sequence[ReplicaStatus], now: float) -> None:
-        due = self._last_scrape is None or now - self._last_scrape >= self._scrape_interval
+    def refresh_stats(self, max_age: float = FRESH_STATS_S) -> None:
+        """Read the ready replicas' counters now, unless they were read ``max_age`` ago.
+
+        For a reader of the counters (``ferry get``): the reconcile loop reads them only
+        every ``scrape_interval`` (10 s), so requests sent just before would not show yet.
+        Safe beside a tick: each replica's delta is computed and stored in one transaction.
+        """
+        self._record_stats(self._observed, self._clock(), interval=max_age)
+
+    def _record_stats(
+        self, observed: Sequence[ReplicaStatus], now: float, interval: float | None = None
+    ) -> None:
+        interval = self._scrape_interval if interval is None else interval
+        due = self._last_scrape is None or now - self._last_scrape >= interval
         if self._scrape is None or not due:
             return
         self._last_scrape = now

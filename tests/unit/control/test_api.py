@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from ferry.control.api import ControlApi, build_app
+from ferry.control.deployments import deploy_project
 from ferry.control.reconciler import Reconciler
+from ferry.control.records import RequestStats
 from ferry.control.store import Store
 
 TOKEN = "s3cret"
@@ -123,3 +125,32 @@ async def test_rollback_refresh_cluster_and_shutdown(
     assert info["gateway_url"] == "http://127.0.0.1:8888"
     assert (await client.post("/v1/shutdown", json={"stop_replicas": True})).status_code == 202
     assert plane.stopped == [True]
+
+
+async def test_listing_reads_the_replicas_counters_first(
+    store: Store, backend: Any, clock: Any, write_project: Any, api_entry: Any
+) -> None:
+    served = {"n": 0}
+
+    def scrape(address: str) -> RequestStats:
+        return RequestStats(ok=served["n"], client_errors=1, seconds=0.5, count=served["n"] + 1)
+
+    reconciler = Reconciler(store, backend, clock, scrape=scrape)
+    api = ControlApi(store, reconciler, backend, {"gateway_url": "http://127.0.0.1:8888"}, clock)
+    transport = httpx.ASGITransport(app=build_app(api, TOKEN))
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://control", headers=headers
+    ) as http:
+        deploy_project(store, write_project(api_entry()), clock())
+        for _ in range(3):
+            reconciler.tick()
+            clock.advance(1)
+        served["n"] = 9  # sent since the loop's last read (it reads every 10 s)
+        (row,) = (await http.get("/v1/apis")).json()["apis"]
+        assert row["requests"]["2XX"] == 9
+        assert row["requests"]["4XX"] == 1
+        served["n"] = 12
+        clock.advance(1)
+        detail = (await http.get("/v1/apis/iris")).json()
+        assert detail["requests"]["2XX"] == 12

@@ -288,3 +288,36 @@ def test_request_counters_are_scraped_from_ready_replicas(
     stats = store.stats("iris")
     assert stats.ok == 30  # the last cumulative total, counted once
     assert stats.avg_seconds == pytest.approx(0.01)
+
+
+def test_a_reader_gets_counters_read_now_not_at_the_next_scrape(
+    store: Store, backend: Any, clock: Any, write_project: Any, api_entry: Any
+) -> None:
+    served = {"n": 0}
+    reads: list[float] = []
+
+    def scrape(address: str) -> RequestStats:
+        reads.append(clock())
+        return RequestStats(ok=served["n"], seconds=served["n"] * 0.01, count=served["n"])
+
+    reconciler = Reconciler(store, backend, clock, scrape=scrape)  # every 10 s on its own
+    deploy_project(store, write_project(api_entry()), clock())
+    for _ in range(3):
+        reconciler.tick()
+        clock.advance(1)
+    assert reconciler.observed  # the replica is up; the loop read no counters since
+    served["n"] = 25
+    assert store.stats("iris").ok == 0
+    reconciler.refresh_stats()
+    assert store.stats("iris").ok == 25
+    served["n"] = 40
+    reconciler.refresh_stats()  # read less than a second ago: not again
+    assert store.stats("iris").ok == 25
+    clock.advance(1)
+    reconciler.refresh_stats()
+    assert store.stats("iris").ok == 40
+    reconciler.tick()  # the loop's own read, right after, adds nothing twice
+    clock.advance(10)
+    reconciler.tick()
+    assert store.stats("iris").ok == 40
+    assert len(reads) >= 3
