@@ -30,7 +30,7 @@ def describe(api: str, limit: int, output: str, env: str, region: str | None) ->
         return
     client = connect()
     try:
-        detail = client.api(api)
+        detail = client.api(api, fresh_stats=True)
         events = client.events(api, limit)
         rows = client.apis() if detail["kind"] == "TrafficSplitter" else []
     finally:

@@ -71,15 +71,16 @@ def get(api: str | None, watch: bool, output: str, env: str, region: str | None)
 
 
 def _data(client: ControlClient, api: str | None) -> dict[str, Any]:
-    return client.api(api) if api else {"apis": client.apis()}
+    # the request counters as of now, not of the control plane's last 10 s read
+    return client.api(api, fresh_stats=True) if api else {"apis": client.apis(fresh_stats=True)}
 
 
 def _render(client: ControlClient, api: str | None) -> RenderableType:
     if api is None:
-        rows = client.apis()
+        rows = client.apis(fresh_stats=True)
         splits = {r["name"]: client.api(r["name"]) for r in rows if r["kind"] == "TrafficSplitter"}
         return apis_table(rows, splits)
-    detail = client.api(api)
+    detail = client.api(api, fresh_stats=True)
     return api_view(detail, client.apis() if detail["kind"] == "TrafficSplitter" else ())
 
 

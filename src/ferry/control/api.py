@@ -90,7 +90,7 @@ class ControlApi:
             self.on_change()
 
     async def list_apis(self, request: Request) -> Response:
-        await asyncio.to_thread(self.reconciler.refresh_stats)
+        await self._fresh_stats(request)
         observed = self.reconciler.observed
         rows = [
             api_summary(self.store, record, observed, self.gateway_url)
@@ -100,10 +100,19 @@ class ControlApi:
 
     async def get_api(self, request: Request) -> Response:
         record = self.store.api(request.path_params["name"])
-        await asyncio.to_thread(self.reconciler.refresh_stats)
+        await self._fresh_stats(request)
         return JSONResponse(
             api_detail(self.store, record, self.reconciler.observed, self.gateway_url)
         )
+
+    async def _fresh_stats(self, request: Request) -> None:
+        """With ``?stats=fresh`` (``ferry get``), have the replicas' counters read first.
+
+        Pollers (``ferry deploy`` waiting for "live") leave it out: they need no counters,
+        and a replica busy serving should not slow their every poll.
+        """
+        if request.query_params.get("stats") == "fresh":
+            await asyncio.to_thread(self.reconciler.refresh_stats)
 
     async def events(self, request: Request) -> Response:
         name = request.path_params["name"]

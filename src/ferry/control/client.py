@@ -112,11 +112,12 @@ class ControlClient:
         result = self.request("POST", "/v1/deploy", json={"path": str(project.resolve())})
         return list(result["apis"])
 
-    def apis(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/apis")["apis"])
+    def apis(self, *, fresh_stats: bool = False) -> list[dict[str, Any]]:
+        """Every API; ``fresh_stats`` has the replicas' request counters read first."""
+        return list(self.request("GET", "/v1/apis", params=_stats(fresh_stats))["apis"])
 
-    def api(self, name: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/v1/apis/{name}"))
+    def api(self, name: str, *, fresh_stats: bool = False) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/apis/{name}", params=_stats(fresh_stats)))
 
     def events(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         return list(
@@ -210,3 +211,7 @@ def _last_line(path: Path) -> str:
     except OSError:
         return f"see {path}"
     return f"{lines[-1].strip()} (see {path})" if lines else f"see {path}"
+
+
+def _stats(fresh: bool) -> dict[str, str] | None:
+    return {"stats": "fresh"} if fresh else None
