@@ -160,19 +160,12 @@ local function sagemaker_error(status, kind, message)
   return send(status, '{"message":"' .. message .. '"}', { ["x-amzn-ErrorType"] = kind .. ":" })
 end
 
-local function no_replica(api, runtime)
-  local message = "api " .. api .. " has no ready replica"
+-- A 503 in the caller's protocol: SageMaker Runtime's error, or ferry's JSON.
+local function unavailable(message, runtime)
   if runtime then
     return sagemaker_error(503, "ServiceUnavailable", message)
   end
   return error_json(503, message, "unavailable")
-end
-
-local function busy(runtime)
-  if runtime then
-    return sagemaker_error(503, "ServiceUnavailable", BUSY)
-  end
-  return error_json(503, BUSY, "unavailable")
 end
 
 -- --------------------------------------------------------------- picking the API
@@ -225,10 +218,10 @@ local function dispatch(t, route, runtime)
   end
   local api = name and t.apis[name]
   if not api or #api.slots == 0 then
-    return no_replica(name or route.name, runtime)
+    return unavailable("api " .. (name or route.name) .. " has no ready replica", runtime)
   end
   if not has_room(api) then
-    return busy(runtime)
+    return unavailable(BUSY, runtime)
   end
   ngx.var.ferry_api = api.name
   if runtime then
