@@ -16,6 +16,7 @@ integer is converted to the nearest double by both.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -38,7 +39,12 @@ _NOT_A_MATRIX = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ru
 # Every byte but the brackets and commas, which alone carry a numeric matrix's shape.
 _NOT_STRUCTURE = bytes(set(range(256)) - set(b"[],"))
 
-_BOM = b"\xef\xbb\xbf"
+# How a matrix body starts: a list whose first item is a list, bare or as the one envelope
+# key's value. Checked before parsing, so that a large body of records, or one row, is not
+# parsed twice; a byte order mark (which simdjson skips and orjson refuses) fails it too.
+_MATRIX_START = re.compile(
+    rb'\s*(?:\{\s*"(?:' + b"|".join(k.encode() for k in ENVELOPES) + rb')"\s*:\s*)?\[\s*\['
+)
 
 _local = threading.local()
 
@@ -48,8 +54,7 @@ def numeric_matrix(body: bytes) -> tuple[np.ndarray[Any, Any], str | None] | Non
 
     None means "not a plain numeric matrix here": the caller takes the general path.
     """
-    if len(body) > MAX_BYTES or body.startswith(_BOM):
-        # (simdjson skips a byte order mark; orjson, and so the general path, refuses it)
+    if len(body) > MAX_BYTES or not _MATRIX_START.match(body):
         return None
     # A parser keeps buffers of about nine times the largest body it read: the worker's
     # own is kept for bodies up to REUSE_BYTES, a larger body gets one of its own.
